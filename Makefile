@@ -1,0 +1,30 @@
+# Two commands do everything: `make demo` (a virtual lamp post against a broker) and `make test` (every test).
+# Both create the local virtualenv and fetch the pinned umqtt.simple on first use; no root needed.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+UMQTT := lib/umqtt/simple.py
+
+.PHONY: venv demo test bench fleet clean
+venv: $(STAMP) $(UMQTT)
+
+$(STAMP): requirements-dev.txt
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q -r requirements-dev.txt
+	touch $@
+
+$(UMQTT): tools/fetch_umqtt.py | $(STAMP)
+	$(BIN)/python tools/fetch_umqtt.py
+
+demo: venv
+	$(BIN)/python tools/demo.py
+
+test: venv
+	$(BIN)/python -m pytest host_tests $(PYTEST_ARGS)
+
+bench: venv
+	$(BIN)/python tools/bench.py
+
+clean:
+	rm -rf $(VENV) lib/umqtt build out

@@ -1,0 +1,154 @@
+"""The command API: what an operator may send, how it is checked, and the rules that keep old messages harmless.
+
+A command is a compact JSON object with an `id` (echoed in the reply) and a `cmd` naming what to do. Checking runs
+before anything acts, in this order, and the first failure is the reply:
+1. size, UTF-8, JSON, nesting depth;  2. the command's schema (errors name the field);
+3. retained → refused as stale (a retained command would flip the lamp on every reconnect);
+4. signature, when the node requires signed commands (firmware/signing.py);
+5. age: with valid time, a `ts` older than security.max_age_s (or far in the future) is stale;
+6. a repeated `id` gets the reply it got the first time, without acting twice (`Inbox.previous_reply`).
+
+`Inbox.check()` returns the validated command or raises `Rejected` carrying the reply. Executing it is the node's job.
+"""
+
+import json
+
+from firmware import program
+from firmware.compat import const
+from firmware.schema import Bool, Dict, Enum, Int, Invalid, Map, Nullable, OneOf, Str, depth_ok
+from firmware.timebase import T2K_UNIX_OFFSET
+
+ID_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.:"
+_REMEMBERED_IDS = const(24)
+_FUTURE_SLACK_S = const(120)
+
+
+def _command(name, fields, doc):
+    base = {
+        "id": Str(40, minlen=1, charset=ID_CHARS, doc="chosen by the sender, echoed in the reply"),
+        "cmd": Enum((name,)),
+        "ts": Nullable(Int(0, 4102444800), doc="Unix time the command was made; used to refuse stale commands"),
+        "sig": Nullable(Str(64, minlen=64, charset="0123456789abcdef"), doc="HMAC-SHA256 hex, see SECURITY.md"),
+    }
+    for k, v in fields.items():
+        base[k] = v
+    return Dict(base, doc=doc)
+
+
+class _Section(Dict):
+    """A value of `config.set`: one section of the full config, checked when merged into it, not here."""
+
+    def check(self, value, path=""):
+        if not isinstance(value, dict):
+            raise Invalid(path, "must be an object")
+        return value
+
+
+COMMANDS = {
+    "set": _command("set", {
+        "level": Int(0, 100, doc="lamp level in %"),
+        "duration_s": Nullable(Int(1, 2592000), doc="override length; null: until cleared"),
+    }, "Override the program with a level, optionally for a while; the program resumes after."),
+    "clear": _command("clear", {}, "End the override; the program decides again."),
+    "get": _command("get", {
+        "what": Enum(("state", "config", "log", "counters"), "state"),
+    }, "Reply with the state, the config (secrets hidden), the log ring or the counters."),
+    "program": _command("program", {
+        "programs": program.PROGRAMS_SCHEMA,
+        "calendar": Nullable(program.CALENDAR_SCHEMA, doc="null keeps the calendar"),
+    }, "Replace the dimming programs (and calendar); validated as a whole config before use."),
+    "config": _command("config", {
+        "set": Map(Str(16, minlen=1), _Section({}), 20, doc="partial config, merged and validated"),
+    }, "Change configuration; applied only if the whole result is valid; rolled back if the broker is lost."),
+    "time": _command("time", {
+        "utc": Int(946684800, 4102444800, doc="Unix seconds"),
+    }, "Offer the node the time (checked like any time source)."),
+    "identify": _command("identify", {
+        "seconds": Int(1, 600, 30),
+    }, "Blink the lamp so a technician can find the post."),
+    "reboot": _command("reboot", {
+        "safe": Bool(False, doc="come back in safe mode"),
+    }, "Restart the node after replying."),
+    "calibrate": _command("calibrate", {}, "Learn the healthy lamp's current at each dim level (takes minutes)."),
+}
+
+
+COMMAND = OneOf("cmd", COMMANDS, doc="any command")
+
+
+class Rejected(Exception):
+    """A command that must not act. `reply` is the dict to send back."""
+
+    def __init__(self, reply):
+        super().__init__(reply["error"])
+        self.reply = reply
+
+
+def error_reply(cmd_id, cmd, error, stale=False):
+    r = {"id": cmd_id, "ok": False, "error": error}
+    if cmd:
+        r["cmd"] = cmd
+    if stale:
+        r["stale"] = True
+    return r
+
+
+class Inbox:
+    """Checks incoming command payloads and remembers recent ids with their replies."""
+
+    def __init__(self, max_bytes, verifier=None):
+        self.max_bytes = max_bytes
+        self.verifier = verifier  # firmware.signing.Verifier or None
+        self._ids = []  # [(id, reply_bytes)], oldest first
+        self.rejected = 0
+
+    def check(self, payload, retained, now_t2k, time_valid, max_age_s, group_key=False):
+        cmd_id = None
+        try:
+            if len(payload) > self.max_bytes:
+                raise Invalid("", "payload larger than %d bytes" % self.max_bytes)
+            try:
+                text = payload.decode("utf-8")
+            except UnicodeError:
+                raise Invalid("", "payload is not UTF-8")
+            try:
+                doc = json.loads(text)
+            except ValueError:
+                raise Invalid("", "payload is not JSON")
+            if not isinstance(doc, dict):
+                raise Invalid("", "payload must be a JSON object")
+            if isinstance(doc.get("id"), str) and len(doc["id"]) <= 40:
+                cmd_id = doc["id"]
+            if not depth_ok(doc, 8):
+                raise Invalid("", "nested too deeply")
+            cmd = COMMAND.check(doc, "")
+        except Invalid as e:
+            self.rejected += 1
+            raise Rejected(error_reply(cmd_id, None, str(e)))
+        if retained:
+            self.rejected += 1
+            raise Rejected(error_reply(cmd["id"], cmd["cmd"], "retained commands are ignored", stale=True))
+        if self.verifier is not None:
+            reason = self.verifier.verify(doc, now_t2k, time_valid, group_key)
+            if reason:
+                self.rejected += 1
+                raise Rejected(error_reply(cmd["id"], cmd["cmd"], reason))
+        if time_valid and cmd["ts"] is not None:
+            age = now_t2k - (cmd["ts"] - T2K_UNIX_OFFSET)
+            if age > max_age_s or age < -_FUTURE_SLACK_S:
+                self.rejected += 1
+                raise Rejected(error_reply(cmd["id"], cmd["cmd"], "stale: ts is %d s from node time" % age,
+                                           stale=True))
+        return cmd
+
+    def previous_reply(self, cmd_id):
+        """The reply already sent for this id, or None: a repeated command is answered again, not run again."""
+        for seen, reply in self._ids:
+            if seen == cmd_id:
+                return reply
+        return None
+
+    def remember(self, cmd_id, reply_bytes):
+        if len(self._ids) >= _REMEMBERED_IDS:
+            self._ids.pop(0)
+        self._ids.append((cmd_id, reply_bytes))

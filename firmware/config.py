@@ -1,0 +1,159 @@
+"""The node's configuration: one schema assembled from each module's own section, loading with last-known-good.
+
+Every section is declared next to the code that uses it (ESPHome style); this module only puts them together,
+adds the node identity and reporting sections, checks references between sections, and loads the file.
+
+Loading order on the node (`load(store)`):
+1. `config.json` — validated as a whole; used when valid.
+2. `config.good.json` — the last configuration the node ran well with (kept by `confirm_good`).
+3. the documented defaults (Padang, one local broker): the lamp always has a program to follow.
+Every problem met on the way is returned so the node can report it over MQTT once it is connected.
+"""
+
+import json
+
+from drivers.hw_schema import HW_SCHEMA
+from firmware import clo, control, faults, lampout, metering, mqtt_link, photocell, program, timebase
+from firmware.schema import NAME_CHARS, Bool, Dict, Int, Invalid, List, Nullable, Str, depth_ok
+
+CONFIG_FILE = "config.json"
+GOOD_FILE = "config.good.json"
+MAX_CONFIG_BYTES = 16384
+RESERVED_IDS = ("group", "all")
+
+
+def _check_node(v, path):
+    if v["id"] is not None and v["id"] in RESERVED_IDS:
+        raise Invalid(path + ".id", "'%s' is reserved" % v["id"])
+
+
+NODE = Dict({
+    "id": Nullable(Str(32, minlen=1, charset=NAME_CHARS), doc="topic segment; default: n-<chip id>"),
+    "groups": List(Str(32, minlen=1, charset=NAME_CHARS), 8, [], doc="group command topics this node obeys"),
+}, check=_check_node)
+
+REPORT = Dict({
+    "telemetry_s": Int(10, 86400, 300, doc="period of the telemetry message"),
+    "deadband_w_pct": Int(1, 100, 10, doc="report at once when power moves more than this % from the last report"),
+    "min_interval_s": Int(1, 3600, 10, doc="report-by-exception never more often than this"),
+})
+
+TIME = Dict({
+    "ntp_hosts": List(Str(253, minlen=1), 3, [], doc="NTP servers; empty: time only from the `time` command"),
+    "ntp_interval_s": Int(600, 604800, 21600),
+    "max_jump_s": Int(60, 31536000, 3600, doc="larger corrections need confirmation"),
+})
+
+SECURITY = Dict({
+    "require_signed": Bool(False, doc="refuse commands without a valid HMAC signature"),
+    "node_key": Nullable(Str(128, minlen=16), doc="per-node HMAC key (hex or text); never reported"),
+    "group_key": Nullable(Str(128, minlen=16), doc="key for group and broadcast commands"),
+    "max_age_s": Int(10, 86400, 300, doc="commands older than this (by their ts) are refused as stale"),
+})
+
+SYSTEM = Dict({
+    "wdt_ms": Int(2000, 120000, 30000, doc="watchdog timeout; fed only by a healthy control loop"),
+    "control_ms": Int(100, 10000, 1000, doc="control loop period"),
+    "crash_limit": Int(2, 20, 4, doc="abnormal resets within crash_window_s that start safe mode"),
+    "crash_window_s": Int(60, 86400, 1800),
+    "healthy_after_s": Int(10, 3600, 120, doc="uptime after which a boot counts as good"),
+    "confirm_config_s": Int(30, 3600, 300, doc="a remote config change must reach the broker within this"),
+    "log_lines": Int(8, 200, 40),
+})
+
+
+def _check_all(cfg, path):
+    program.check_references(cfg)
+
+
+SCHEMA = Dict({
+    "node": NODE,
+    "site": timebase.SITE_SCHEMA,
+    "mqtt": mqtt_link.SCHEMA,
+    "report": REPORT,
+    "time": TIME,
+    "security": SECURITY,
+    "system": SYSTEM,
+    "control": control.SCHEMA,
+    "programs": program.PROGRAMS_SCHEMA,
+    "calendar": program.CALENDAR_SCHEMA,
+    "photocell": photocell.SCHEMA,
+    "lamp": lampout.SCHEMA,
+    "clo": clo.SCHEMA,
+    "metering": metering.SCHEMA,
+    "faults": faults.SCHEMA,
+    "hw": HW_SCHEMA,
+}, check=_check_all)
+
+# Secrets are replaced by this in anything the node reports (get config, logs, errors).
+SECRET_PATHS = (("mqtt", "password"), ("security", "node_key"), ("security", "group_key"), ("hw", "wifi", "password"),
+                ("mqtt", "tls", "client_key"))
+
+
+def validate(doc):
+    """Whole-document validation; returns the normalised config or raises Invalid naming the field."""
+    if not depth_ok(doc, 12):
+        raise Invalid("", "nested too deeply")
+    return SCHEMA.check(doc, "")
+
+
+def defaults():
+    return SCHEMA.check({}, "")
+
+
+def parse(data):
+    """bytes → validated config, or Invalid with the reason (JSON syntax errors included)."""
+    if data is None:
+        raise Invalid("", "missing")
+    if len(data) > MAX_CONFIG_BYTES:
+        raise Invalid("", "larger than %d bytes" % MAX_CONFIG_BYTES)
+    try:
+        doc = json.loads(data)
+    except ValueError as e:
+        raise Invalid("", "not JSON (%s)" % e)
+    return validate(doc)
+
+
+def load(store):
+    """(config, source, problems): source is "config", "good" or "defaults"."""
+    problems = []
+    for name, source in ((CONFIG_FILE, "config"), (GOOD_FILE, "good")):
+        data = store.read(name)
+        if data is None:
+            if source == "config":
+                problems.append("%s: missing" % name)
+            continue
+        try:
+            return parse(data), source, problems
+        except Invalid as e:
+            problems.append("%s: %s" % (name, e))
+    return defaults(), "defaults", problems
+
+
+def merge(base, patch, path=""):
+    """A config change: `patch` is a partial document; objects merge key by key, everything else replaces."""
+    if not isinstance(patch, dict):
+        raise Invalid(path, "must be an object")
+    out = dict(base)
+    for k, v in patch.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict) and k not in ("programs",):
+            out[k] = merge(out[k], v, path + "." + k if path else k)
+        else:
+            out[k] = v
+    return out
+
+
+def redact(cfg):
+    """A copy safe to report: secrets replaced by "***" (or left null when unset)."""
+    out = json.loads(json.dumps(cfg))
+    for keys in SECRET_PATHS:
+        d = out
+        for k in keys[:-1]:
+            d = d.get(k) if isinstance(d, dict) else None
+        if isinstance(d, dict) and d.get(keys[-1]) is not None:
+            d[keys[-1]] = "***"
+    return out
+
+
+def dumps(cfg):
+    return json.dumps(cfg).encode()

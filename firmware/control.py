@@ -1,0 +1,90 @@
+"""Who decides the lamp level: override, calendar, program, photocell and fail-safe → (level, reason).
+
+Priority, highest first:
+1. override  {"level": L, "until": t2k or None}. A timed override whose `until` has passed is ignored (the caller
+   removes expired ones; this is the belt to its braces). Without valid time a timed override cannot be judged and
+   is ignored; an override without `until` always applies.
+2. calendar special day   ─┐ the Schedule (firmware/program.py): reason "special:<prog>" / "program:<prog>".
+3. program of the night   ─┘
+4. photocell — in "photocell" mode, inside the "hybrid" window, or when time is not valid.
+5. default_level (100 %, TALQ) — the fail-safe when neither time nor a healthy photocell with an opinion exists.
+
+Modes:
+* astro: the schedule decides while time is valid.
+* photocell: the photocell decides on/off; "on" uses the schedule's level when time is valid and that level > 0,
+  else default_level. Photocell unhealthy or still undecided → the schedule (time valid) or the fail-safe.
+* hybrid (TALQ AstroAndSensor): the schedule decides, except within ±hybrid_window_min of that night's sunset and
+  of its sunrise, where the photocell decides on/off as in photocell mode (when it is healthy and has an opinion).
+* without valid time, in every mode: the photocell decides (on → default_level, reason "photocell:no-time"); no
+  healthy photocell either → default_level, reason "failsafe". A street is never dark because a clock is missing.
+
+Reasons are short stable strings: "override", "special:<prog>", "program:<prog>", "photocell", "photocell:no-time",
+"failsafe".
+"""
+
+from firmware.photocell import Photocell
+from firmware.program import Schedule
+from firmware.schema import Dict, Enum, Int
+
+SCHEMA = Dict(
+    {
+        "mode": Enum(("astro", "photocell", "hybrid"), default="astro", doc="who switches the lamp"),
+        "default_level": Int(0, 100, default=100, doc="level when nothing else applies; the fail-safe"),
+        "hybrid_window_min": Int(0, 240, default=60, doc="photocell acts within ± this of sunset and sunrise"),
+    }
+)
+
+R_OVERRIDE = "override"
+R_PHOTOCELL = "photocell"
+R_NO_TIME = "photocell:no-time"
+R_FAILSAFE = "failsafe"
+
+
+class Controller:
+    def __init__(self, cfg):
+        c = cfg["control"]
+        self.mode = c["mode"]
+        self.default_level = c["default_level"]
+        self.window_s = c["hybrid_window_min"] * 60
+        self.schedule = Schedule(cfg["programs"], cfg["calendar"], cfg["site"])
+        self.photocell = Photocell(cfg["photocell"])
+
+    def _cell_level(self, sched_level):
+        # Photocell says dark: the schedule's level when it has one, else the default (never dark by schedule gap).
+        if not self.photocell.dark:
+            return 0
+        if sched_level > 0:
+            return sched_level
+        return self.default_level
+
+    def _in_hybrid_window(self, now):
+        sun = self.schedule.sun_events_at(now)
+        w = self.window_s
+        for t in (sun[0], sun[1]):
+            if t is not None and t - w <= now <= t + w:
+                return True
+        return False
+
+    def decide(self, now, time_valid, lux, override):
+        """One control decision at t2k `now` → (level 0..100, reason). Feed it every sample: it updates the
+        photocell with `lux` (float or None) too."""
+        cell = self.photocell
+        cell.update(lux, now)
+        cell_ok = cell.healthy and cell.dark is not None
+
+        if override is not None:
+            until = override.get("until")
+            if until is None or (time_valid and now < until):
+                return override["level"], R_OVERRIDE
+
+        if not time_valid:
+            if cell_ok:
+                return (self.default_level if cell.dark else 0), R_NO_TIME
+            return self.default_level, R_FAILSAFE
+
+        level, source = self.schedule.level_at(now)
+        if cell_ok:
+            mode = self.mode
+            if mode == "photocell" or (mode == "hybrid" and self._in_hybrid_window(now)):
+                return self._cell_level(level), R_PHOTOCELL
+        return level, source

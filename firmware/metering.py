@@ -1,0 +1,160 @@
+"""Lamp metering (TALQ LampMonitor counters): energy, burn hours, switch-on and supply-loss counts, persisted."""
+
+from firmware.compat import const, is_finite
+from firmware.schema import Dict, Float, Int, Invalid
+
+# Energy is kept as int whole Wh + int nano-Wh remainder. ESP32 floats are 32-bit (24-bit mantissa): a float
+# total of 525 600 Wh has a step of 0.0625 Wh, so adding 0.0167 Wh per second would be lost entirely. Only the
+# per-step increment (small) is ever a float; every running total is an int. 10^9 nWh < 2^30, so the remainder
+# stays a small int on 32-bit ports and never allocates.
+_NWH_PER_WH = const(1000000000)
+_SNAPSHOT_VERSION = const(1)
+_BIG = const(0x3FFFFFFF)  # largest small int on a 32-bit port: a counter beyond it is not plausible data
+
+SCHEMA = Dict(
+    {
+        "save_interval_s": Int(300, 86400, 900, doc="seconds between counter saves to flash (900 = 96 writes/day)"),
+        "nominal_voltage": Float(50, 500, 220.0, doc="mains voltage assumed where a measurement is unusable"),
+        "max_gap_s": Int(10, 3600, 3600, doc="a step longer than this (or negative) is a discontinuity"),
+        "max_w": Float(1, 10000, 2000.0, doc="a power reading above this is a meter error"),
+    },
+    doc="energy metering and counter persistence",
+)
+
+_SNAPSHOT = Dict(
+    {
+        "v": Int(_SNAPSHOT_VERSION, _SNAPSHOT_VERSION),
+        "wh": Int(0, _BIG),
+        "nwh": Int(0, _NWH_PER_WH - 1),
+        "burn_s": Int(0, _BIG),
+        "switch_ons": Int(0, _BIG),
+        "supply_losses": Int(0, _BIG),
+    }
+)
+
+
+class Meter:
+    """Integrates one lamp's power and counts its events.
+
+    Power-up behaviour: the first update() after construction only establishes the reference (time, power, lamp
+    state); it integrates nothing and counts no switch-on edge (the lamp state before boot is unknown — a restart
+    is counted by note_supply_loss() instead). Counters restored from `saved` carry on from there.
+    `restore_error` is None, or the text of why `saved` was refused (counters then start from zero).
+    """
+
+    def __init__(self, cfg=None, saved=None):
+        self.cfg = SCHEMA.check(cfg if cfg is not None else {}, "metering")
+        self._wh = 0
+        self._nwh = 0
+        self._burn_s = 0
+        self._switch_ons = 0
+        self._supply_losses = 0
+        self.errors = 0  # meter readings refused since boot (None or impossible values); not persisted
+        self.restore_error = None
+        if saved is not None:
+            try:
+                s = _SNAPSHOT.check(saved, "metering.saved")
+            except Invalid as e:
+                self.restore_error = str(e)
+            else:
+                self._wh = s["wh"]
+                self._nwh = s["nwh"]
+                self._burn_s = s["burn_s"]
+                self._switch_ons = s["switch_ons"]
+                self._supply_losses = s["supply_losses"]
+        self._t = None  # time of the previous update
+        self._w = None  # power at the previous update, None when unknown (boot, error, discontinuity)
+        self._on = None  # lamp state at the previous update, None = unknown
+        self._saved_at = None
+        self._dirty = False
+
+    def _valid_watts(self, reading):
+        # Returns watts, or None when the reading is missing or physically impossible.
+        if reading is None:
+            return None
+        try:
+            w = reading[2]
+        except (TypeError, IndexError):
+            return None
+        if not isinstance(w, (int, float)) or isinstance(w, bool):
+            return None
+        # No float(w): ints are fine, and a test's float32-emulating float subclass must flow through unchanged.
+        if not is_finite(w) or w > self.cfg["max_w"] or w < -1.0:
+            return None
+        # A metering chip reads a few tenths of a watt either side of zero with the lamp off: never subtract energy.
+        return w if w > 0.0 else 0.0
+
+    def update(self, now, reading, lamp_on):
+        """One control step. now: t2k seconds; reading: (V, A, W, PF) or None; lamp_on: relay/lamp commanded on."""
+        on = bool(lamp_on)
+        t0 = self._t
+        self._t = now
+        dt = None if t0 is None else now - t0
+        if dt is not None and (dt < 0 or dt > self.cfg["max_gap_s"]):
+            dt = None  # discontinuity (clock set, long stall): integrate nothing across it
+        if dt and self._on:
+            # The lamp state decided at the previous step held over the whole interval.
+            self._burn_s += dt
+            self._dirty = True
+        if on and self._on is False:
+            self._switch_ons += 1
+            self._dirty = True
+        self._on = on
+        w = self._valid_watts(reading)
+        if w is None:
+            self.errors += 1
+            self._w = None
+            return
+        if dt and self._w is not None:
+            # Trapezoid between the two samples: exact for ramps, half a step of error at a step change.
+            self._add_wh((self._w + w) * dt / 7200.0)
+        self._w = w
+
+    def _add_wh(self, e):
+        whole = int(e)
+        self._wh += whole
+        self._nwh += int((e - whole) * _NWH_PER_WH + 0.5)
+        if self._nwh >= _NWH_PER_WH:
+            self._nwh -= _NWH_PER_WH
+            self._wh += 1
+        self._dirty = True
+
+    def note_supply_loss(self):
+        """Called once at boot by the node when the reset cause was power-on or brown-out."""
+        self._supply_losses += 1
+        self._dirty = True
+
+    def energy_wh(self):
+        return self._wh + self._nwh / _NWH_PER_WH
+
+    def counters(self):
+        return {
+            "energy_wh": round(self.energy_wh(), 1),
+            "burn_h": round(self._burn_s / 3600.0, 2),
+            "switch_ons": self._switch_ons,
+            "supply_losses": self._supply_losses,
+        }
+
+    def snapshot(self):
+        """JSON-able state for flash; the constructor takes it back as `saved`."""
+        return {
+            "v": _SNAPSHOT_VERSION,
+            "wh": self._wh,
+            "nwh": self._nwh,
+            "burn_s": self._burn_s,
+            "switch_ons": self._switch_ons,
+            "supply_losses": self._supply_losses,
+        }
+
+    def due_save(self, now):
+        """True when counters changed and save_interval_s has passed since the last saved() (or since the first
+        due_save() after boot: a boot loop must not write flash on every boot)."""
+        if self._saved_at is None or now < self._saved_at:
+            self._saved_at = now  # first call, or the clock was set back: restart the interval
+            return False
+        return self._dirty and now - self._saved_at >= self.cfg["save_interval_s"]
+
+    def saved(self, now):
+        """The node wrote snapshot() to flash at `now`."""
+        self._saved_at = now
+        self._dirty = False

@@ -1,0 +1,144 @@
+"""Photocell: lux filtering (median then EMA), on/off hysteresis, debounce and sensor health → dark / light / unknown.
+
+Power-up behaviour: `dark` is None until the first valid reading; that first filtered reading decides at once (no
+debounce), so a node rebooting at night lights at once. A first reading inside the hysteresis band counts as dark
+(fail toward light). After that a change needs its condition (filtered lux < on_lux for dark, > off_lux for light)
+held without a break for `debounce_s`: a car's headlights or a passing cloud must not toggle the lamp.
+
+Health: `fail_count` consecutive missing (None) or implausible readings (outside min_lux..max_lux, not finite) make
+`healthy` False and empty the filter (its samples are stale); one valid reading makes it True again. `dark` keeps
+its last opinion through an outage so a flaky sensor cannot bypass the debounce; callers must check `healthy`.
+
+Time jumps (now going backwards, or more than MAX_GAP_S between updates: a clock set by NTP, a long stall) restart a
+pending debounce from the new now instead of finishing or stretching it on a false interval.
+"""
+
+from firmware.compat import const, is_finite
+from firmware.schema import Dict, Float, Int, Invalid
+
+MAX_GAP_S = const(3600)
+
+
+def _join(path, key):
+    return path + "." + key if path else key
+
+
+def _check(c, path):
+    if not c["on_lux"] < c["off_lux"]:
+        raise Invalid(_join(path, "on_lux"), "must be < off_lux")
+    if c["alpha"] <= 0.0:
+        raise Invalid(_join(path, "alpha"), "must be > 0")
+    if not c["min_lux"] < c["max_lux"]:
+        raise Invalid(_join(path, "min_lux"), "must be < max_lux")
+
+
+SCHEMA = Dict(
+    {
+        "on_lux": Float(0.0, 10000.0, default=20.0, doc="dark (lamp on) below this filtered lux"),
+        "off_lux": Float(0.0, 10000.0, default=50.0, doc="light (lamp off) above this filtered lux"),
+        "debounce_s": Int(0, 3600, default=120, doc="a change must hold this long"),
+        "window": Int(1, 9, default=5, doc="median over the last N valid samples"),
+        "alpha": Float(0.0, 1.0, default=0.3, doc="EMA weight of the newest median, 0 < alpha <= 1"),
+        "min_lux": Float(-10.0, 1000.0, default=0.0, doc="readings below are implausible"),
+        "max_lux": Float(1.0, 1000000.0, default=200000.0, doc="readings above are implausible (sun ≈ 120 klx)"),
+        "fail_count": Int(1, 100, default=5, doc="consecutive bad readings before unhealthy"),
+    },
+    check=_check,
+)
+
+
+class Photocell:
+    def __init__(self, cfg):
+        self.on_lux = cfg["on_lux"]
+        self.off_lux = cfg["off_lux"]
+        self.debounce_s = cfg["debounce_s"]
+        self.alpha = cfg["alpha"]
+        self.min_lux = cfg["min_lux"]
+        self.max_lux = cfg["max_lux"]
+        self.fail_count = cfg["fail_count"]
+        n = cfg["window"]
+        self._ring = [0.0] * n  # preallocated: no allocation per sample
+        self._scratch = [0.0] * n
+        self._n = 0  # valid samples in the ring (≤ window)
+        self._pos = 0
+        self._ema = None
+        self._bad = 0
+        self._last = None  # now of the previous update
+        self._since = None  # when the pending change's condition started holding
+        self.dark = None
+
+    @property
+    def healthy(self):
+        return self._bad < self.fail_count
+
+    @property
+    def lux(self):
+        """Filtered lux, or None before the first valid reading / after an outage."""
+        return self._ema
+
+    def _valid(self, lux):
+        if lux is None or isinstance(lux, bool) or not isinstance(lux, (int, float)):
+            return False
+        return is_finite(lux) and self.min_lux <= lux <= self.max_lux
+
+    def _median(self, x):
+        ring = self._ring
+        ring[self._pos] = float(x)
+        self._pos = (self._pos + 1) % len(ring)
+        if self._n < len(ring):
+            self._n += 1
+        n = self._n
+        s = self._scratch
+        # Insertion sort of ≤ 9 values into the scratch list: no allocation.
+        for i in range(n):
+            v = ring[i]
+            j = i
+            while j > 0 and s[j - 1] > v:
+                s[j] = s[j - 1]
+                j -= 1
+            s[j] = v
+        if n & 1:
+            return s[n >> 1]
+        return 0.5 * (s[(n >> 1) - 1] + s[n >> 1])
+
+    def _reset_filter(self):
+        self._n = 0
+        self._pos = 0
+        self._ema = None
+
+    def update(self, lux, now):
+        """Feed one reading (lux float or None on sensor error) taken at t2k `now`."""
+        last = self._last
+        self._last = now
+        if last is not None and (now < last or now - last > MAX_GAP_S) and self._since is not None:
+            self._since = now
+        if not self._valid(lux):
+            self._bad += 1
+            if self._bad == self.fail_count:
+                self._reset_filter()
+                self._since = None
+            return
+        self._bad = 0
+        m = self._median(lux)
+        if self._ema is None:
+            self._ema = m
+        else:
+            self._ema += self.alpha * (m - self._ema)
+        f = self._ema
+        if self.dark is None:
+            self.dark = f < self.off_lux  # first opinion at once; inside the band counts as dark
+            return
+        if f < self.on_lux:
+            want = True
+        elif f > self.off_lux:
+            want = False
+        else:
+            want = self.dark  # inside the hysteresis band: no change wanted
+        if want == self.dark:
+            self._since = None
+            return
+        if self._since is None:
+            self._since = now
+        if now - self._since >= self.debounce_s:
+            self.dark = want
+            self._since = None

@@ -1,0 +1,71 @@
+"""From power-up to the running node: load config (with last-known-good), honour safe mode, build the board, run.
+
+main.py calls `main(make_board)`. Whatever goes wrong here, the lamp must end up controlled: a config that does not
+validate falls back to the last good one, then to defaults; an exception while starting is printed and the node
+resets (counted by bootguard, so a module that raises at every start lands in safe mode after a few tries).
+
+A remote config change that needs a restart is on *trial*: `trial.json` holds the deadline; if the node does not
+reach the broker with the new config before it, the previous config is restored and the node restarts.
+"""
+
+import select
+
+from firmware import bootguard
+from firmware import config as configmod
+from firmware.compat import print_exception
+
+TRIAL_FILE = "trial.json"
+
+
+def mark_config_trial(store):
+    store.write(TRIAL_FILE, b'{"trial": true}')
+
+
+def config_on_trial(store):
+    return store.read(TRIAL_FILE) is not None
+
+
+def confirm_config(store):
+    """The new config reached the broker: it becomes the last known good one."""
+    data = store.read(configmod.CONFIG_FILE)
+    if data is not None:
+        store.write(configmod.GOOD_FILE, data)
+    store.remove(TRIAL_FILE)
+
+
+def roll_back_config(store):
+    good = store.read(configmod.GOOD_FILE)
+    if good is not None:
+        store.write(configmod.CONFIG_FILE, good)
+    store.remove(TRIAL_FILE)
+
+
+def seeded_rand(seed):
+    """A small xorshift generator for backoff jitter: no `random` module needed, different per node."""
+    state = [seed & 0x7FFFFFFF or 1]
+
+    def rand(n):
+        x = state[0]
+        x ^= (x << 13) & 0x7FFFFFFF
+        x ^= x >> 17
+        x ^= (x << 5) & 0x7FFFFFFF
+        state[0] = x
+        return x % n if n > 0 else 0
+
+    return rand
+
+
+def main(store, make_board, seed):
+    """Run the node forever. `make_board(cfg)` builds the drivers for this platform; `seed` varies per node."""
+    from firmware.node import Node
+
+    cfg, source, problems = configmod.load(store)
+    decision = bootguard.decision
+    board = make_board(cfg)
+    node = Node(board, cfg, store, seeded_rand(seed), source, problems, decision["safe"], decision["why"])
+    node.trial = config_on_trial(store)
+    try:
+        node.run(select.poll())
+    except Exception as e:  # the last resort: print, then reset so that bootguard counts the crash
+        print_exception(e)
+        board.system.reset()

@@ -1,0 +1,222 @@
+"""umqtt.simple with its sharp edges filed off: bounded reads, non-blocking QoS 1, packet-id wrap, TLS on modern ports.
+
+We keep micropython-lib's umqtt.simple (the pinned 1.3.4 bytes in lib/umqtt/) for what it does well — building the
+CONNECT packet with Last Will and credentials, SUBSCRIBE, PINGREQ, DISCONNECT — and replace only the two methods
+whose behaviour cannot be left alone on a lamp post:
+
+- `publish`: the original waits for the PUBACK of a QoS 1 message in a loop with no timeout and never wraps the
+  packet id. Ours writes the packet and returns its id; mqtt_link.Link tracks the acknowledgement, retries with the
+  DUP flag and gives up by reconnecting.
+- `wait_msg`: the original allocates a whole incoming payload in one read (a 1 MB message is a MemoryError), loops
+  forever on a bad length, and calls `setblocking(True)` which removes any timeout. Ours reads a bounded length,
+  drains oversized packets through a small preallocated buffer, reports PUBACK/PINGRESP to the link, and tells the
+  receiver whether a message was retained (umqtt drops that flag, but a retained command must never act).
+
+Two modules umqtt imports are supplied by us through sys.modules before it is imported:
+- `usocket`: sockets get a timeout before `connect()` (so a dead broker cannot hang the node) and TCP_NODELAY
+  (umqtt writes a packet in several small writes; with Nagle and delayed ACK each reply waited ~44 ms).
+- `ussl`: 1.3.4 does `import ussl`, which no longer exists; ours wraps with an `ssl.SSLContext` built by the caller
+  (see firmware/tls.py), so certificate and host name checks are the context's.
+"""
+
+import sys
+
+from firmware.compat import const
+
+_IPPROTO_TCP = const(6)  # the unix port's socket module lacks the names; the numbers are POSIX/lwIP's
+_TCP_NODELAY = const(1)
+MAX_PACKET_ID = const(65535)
+_DRAIN_CHUNK = const(256)
+
+
+class _SocketModule:
+    """Stands in for the `usocket` module inside umqtt.simple (a class, because MicroPython cannot make modules)."""
+
+    timeout_s = 5
+
+    @staticmethod
+    def socket(*args):
+        import socket as real
+
+        s = real.socket(*args)
+        s.settimeout(_SocketModule.timeout_s)
+        try:
+            s.setsockopt(_IPPROTO_TCP, _TCP_NODELAY, 1)
+        except (OSError, AttributeError):  # some lwIP builds refuse it; latency suffers, function does not
+            pass
+        return s
+
+    @staticmethod
+    def getaddrinfo(host, port, *args):
+        import socket as real
+
+        return real.getaddrinfo(host, port, *args)
+
+
+class _SslModule:
+    """Stands in for the `ussl` module umqtt 1.3.4 imports: wraps with the SSLContext given in ssl_params."""
+
+    @staticmethod
+    def wrap_socket(sock, context=None, server_hostname=None):
+        if context is None:
+            raise OSError("TLS requested without an SSLContext")
+        return context.wrap_socket(sock, server_hostname=server_hostname)
+
+
+sys.modules["usocket"] = _SocketModule
+sys.modules["ussl"] = _SslModule
+from umqtt.simple import MQTTClient  # noqa: E402  (must come after the stand-ins above)
+
+# Packet types the receive path distinguishes (upper nibble of the fixed header).
+PUBLISH = const(0x30)
+PUBACK = const(0x40)
+SUBACK = const(0x90)
+PINGRESP = const(0xD0)
+
+
+class ProtocolError(OSError):
+    """The broker sent something we cannot parse; the link treats it like a broken connection."""
+
+
+class HardenedClient(MQTTClient):
+    """umqtt.simple.MQTTClient with bounded reads and a non-blocking QoS 1 publish.
+
+    `receiver` gets `on_message(topic, msg, retained)`, `on_puback(pid)`, `on_pingresp()` and
+    `on_oversize(topic, size)`. Incoming payloads larger than `max_payload` are read and discarded.
+    """
+
+    def __init__(self, client_id, server, port, user, password, keepalive, ssl_params, receiver, max_payload,
+                 io_timeout_s):
+        MQTTClient.__init__(self, client_id, server, port, user, password, keepalive,
+                            ssl=ssl_params is not None, ssl_params=ssl_params or {})
+        self.receiver = receiver
+        self.max_payload = max_payload
+        self.io_timeout_s = io_timeout_s
+        self._hdr = bytearray(7)  # fixed header (5) + packet id (2), reused for every publish
+        self._drain = bytearray(_DRAIN_CHUNK)
+        self.set_callback(self._umqtt_callback_unused)
+
+    def _umqtt_callback_unused(self, topic, msg):
+        # umqtt.subscribe() insists that a callback is set; our wait_msg never calls it.
+        pass
+
+    def connect(self, clean_session=True):
+        _SocketModule.timeout_s = self.io_timeout_s
+        try:
+            present = MQTTClient.connect(self, clean_session)
+        except AssertionError:  # umqtt checks the CONNACK with assert
+            raise ProtocolError("bad CONNACK")
+        self.pid = 0
+        return present
+
+    def next_pid(self):
+        self.pid = self.pid + 1 if self.pid < MAX_PACKET_ID else 1
+        return self.pid
+
+    def publish(self, topic, msg, retain=False, qos=0, dup=False, pid=0):
+        """Write one PUBLISH packet. QoS 1 does not wait for PUBACK: the caller gets the packet id back."""
+        hdr = self._hdr
+        hdr[0] = 0x30 | (8 if dup else 0) | (qos << 1) | (1 if retain else 0)
+        size = 2 + len(topic) + len(msg) + (2 if qos else 0)
+        i = 1
+        while size > 0x7F:
+            hdr[i] = (size & 0x7F) | 0x80
+            size >>= 7
+            i += 1
+        hdr[i] = size
+        self.sock.write(hdr, i + 1)  # MicroPython streams take (buffer, length): no slice is allocated
+        self._send_str(topic)
+        if qos:
+            if not pid:
+                pid = self.next_pid()
+            hdr[0] = pid >> 8
+            hdr[1] = pid & 0xFF
+            self.sock.write(hdr, 2)
+        self.sock.write(msg)
+        return pid
+
+    def _read_exact(self, n):
+        data = self.sock.read(n)
+        if data is None or len(data) != n:
+            raise OSError("connection closed")
+        return data
+
+    def _read_len(self):
+        n = 0
+        shift = 0
+        for _ in range(4):  # MQTT allows at most four length bytes
+            b = self._read_exact(1)[0]
+            n |= (b & 0x7F) << shift
+            if not b & 0x80:
+                return n
+            shift += 7
+        raise ProtocolError("bad remaining length")
+
+    def _discard(self, n):
+        buf = self._drain
+        while n > 0:
+            k = n if n < len(buf) else len(buf)
+            got = self.sock.readinto(buf, k)
+            if not got:
+                raise OSError("connection closed")
+            n -= got
+
+    def wait_msg(self):
+        """Read one packet. The first byte must already be waiting (the link polls), the rest arrives within the
+        socket timeout or the read raises. Returns the packet type, or None when nothing was waiting."""
+        first = self.sock.read(1)
+        if first is None:
+            return None
+        if first == b"":
+            raise OSError("connection closed")
+        op = first[0]
+        kind = op & 0xF0
+        if kind == PINGRESP:
+            self._read_len()
+            self.receiver.on_pingresp()
+            return PINGRESP
+        if kind == SUBACK:
+            return op  # umqtt.subscribe() reads the rest itself
+        if kind == PUBACK:
+            if self._read_len() != 2:
+                raise ProtocolError("bad PUBACK")
+            b = self._read_exact(2)
+            self.receiver.on_puback(b[0] << 8 | b[1])
+            return PUBACK
+        if kind != PUBLISH:
+            self._discard(self._read_len())
+            return op
+        size = self._read_len()
+        b = self._read_exact(2)
+        topic_len = b[0] << 8 | b[1]
+        qos = (op >> 1) & 3
+        if topic_len + 2 > size or qos == 3:
+            raise ProtocolError("bad PUBLISH")
+        if topic_len > 128:  # no topic of ours is that long: not for us, skip it whole
+            self._discard(topic_len)
+            topic = b""
+        else:
+            topic = self._read_exact(topic_len)
+        size -= topic_len + 2
+        pid = 0
+        if qos:
+            b = self._read_exact(2)
+            pid = b[0] << 8 | b[1]
+            size -= 2
+        if size > self.max_payload or not topic:
+            self._discard(size)
+            self.receiver.on_oversize(topic, size)
+        else:
+            msg = self._read_exact(size) if size else b""
+            self.receiver.on_message(topic, msg, op & 1)
+        if qos == 1:
+            ack = self._hdr
+            ack[0] = 0x40
+            ack[1] = 2
+            ack[2] = pid >> 8
+            ack[3] = pid & 0xFF
+            self.sock.write(ack, 4)
+        elif qos == 2:
+            raise ProtocolError("QoS 2 not supported")  # we subscribe with QoS 1 at most
+        return PUBLISH
+

@@ -1,0 +1,84 @@
+# runtimes: cpython micropython
+"""The declarative validator: types, ranges, defaults, unknown fields, cross-field checks, error paths."""
+
+from mini import raises
+
+from firmware.schema import (NAME_CHARS, Bool, Dict, Enum, Float, Int, Invalid, List, Map, Nullable, OneOf, Str,
+                             depth_ok)
+
+LAMP = Dict({
+    "on_lux": Int(0, 1000, 20),
+    "off_lux": Int(0, 1000, 50),
+    "name": Str(8, "x", charset=NAME_CHARS),
+}, check=lambda v, p: _order(v, p))
+
+
+def _order(v, path):
+    if v["on_lux"] >= v["off_lux"]:
+        raise Invalid(path + ".on_lux", "must be < off_lux")
+
+
+DOC = Dict({"lamp": LAMP, "levels": List(Int(0, 100), 3, [1]), "mode": Enum(("a", "b"), "a"),
+            "k": Nullable(Float(0.0, 1.0)), "flag": Bool(False)})
+
+
+def test_defaults_fill_everything():
+    d = DOC.check({})
+    assert d == {"lamp": {"on_lux": 20, "off_lux": 50, "name": "x"}, "levels": [1], "mode": "a", "k": None,
+                 "flag": False}
+
+
+def test_defaults_are_not_shared():
+    a = DOC.check({})
+    a["levels"].append(5)
+    assert DOC.check({})["levels"] == [1]
+
+
+def test_error_names_the_field():
+    e = raises(Invalid, DOC.check, {"lamp": {"on_lux": 60}})
+    assert str(e) == "lamp.on_lux: must be < off_lux"
+    e = raises(Invalid, DOC.check, {"levels": [1, 101]})
+    assert str(e) == "levels[1]: must be in 0..100"
+
+
+def test_unknown_field_refused():
+    e = raises(Invalid, DOC.check, {"lamp": {"on_lx": 3}})
+    assert e.path == "lamp.on_lx" and e.reason == "unknown field"
+
+
+def test_types_are_strict():
+    raises(Invalid, DOC.check, {"flag": 1})
+    raises(Invalid, DOC.check, {"levels": [True]})
+    raises(Invalid, DOC.check, {"levels": "1"})
+    raises(Invalid, DOC.check, {"k": float("nan")})
+    raises(Invalid, DOC.check, {"k": float("inf")})
+    raises(Invalid, DOC.check, {"mode": "c"})
+    raises(Invalid, DOC.check, {"lamp": {"name": "a/b"}})
+    raises(Invalid, DOC.check, {"lamp": {"name": "toolongname"}})
+    raises(Invalid, DOC.check, [])
+    assert DOC.check({"levels": [2.0]})["levels"] == [2]  # a whole float is an int in JSON
+
+
+def test_input_not_modified_on_error():
+    doc = {"lamp": {"on_lux": 10}, "levels": [1, 2, 3, 4]}
+    raises(Invalid, DOC.check, doc)
+    assert doc == {"lamp": {"on_lux": 10}, "levels": [1, 2, 3, 4]}
+
+
+def test_map_and_oneof():
+    m = Map(Str(4, minlen=1, charset=NAME_CHARS), Int(0, 9), 2)
+    assert m.check({"a": 1}) == {"a": 1}
+    raises(Invalid, m.check, {"a": 1, "b": 2, "c": 3})
+    raises(Invalid, m.check, {"A": 1})
+    u = OneOf("cmd", {"x": Dict({"cmd": Enum(("x",)), "v": Int(0, 1)}), "y": Dict({"cmd": Enum(("y",))})})
+    assert u.check({"cmd": "x", "v": 1}) == {"cmd": "x", "v": 1}
+    e = raises(Invalid, u.check, {"cmd": "z"})
+    assert e.path == "cmd"
+
+
+def test_depth_limit():
+    deep = []
+    for _ in range(50):
+        deep = [deep]
+    assert not depth_ok(deep, 10)
+    assert depth_ok({"a": [1, {"b": 2}]}, 3)

@@ -1,0 +1,103 @@
+"""A small paho-mqtt client that speaks the node API: send commands, wait for replies, watch state and events.
+
+Used by the end-to-end tests, the demo and the fleet CLI, so that all three talk to nodes the same way.
+"""
+
+import json
+import threading
+import time
+import uuid
+
+import paho.mqtt.client as mqtt
+
+
+class Operator:
+    def __init__(self, host, port, prefix="city/lights", client_id=None, user=None, password=None, tls=None,
+                 signer=None):
+        self.prefix = prefix
+        self.signer = signer  # callable(doc, node_or_group) → doc with "sig", for signed fleets
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id or "op-" + uuid.uuid4().hex[:8],
+                                  protocol=mqtt.MQTTv311)
+        if user is not None:
+            self.client.username_pw_set(user, password)
+        if tls is not None:
+            self.client.tls_set(**tls)
+        self.cond = threading.Condition()
+        self.replies = {}  # id → reply dict
+        self.status = {}  # node → birth/LWT dict
+        self.state = {}  # node → last state dict
+        self.tele = {}  # node → last telemetry dict
+        self.events = []  # (node, event dict)
+        self.raw = []  # (topic, payload bytes) of every message, for contract checks
+        self.connected = threading.Event()
+        self.client.on_message = self._on_message
+        self.client.on_connect = self._on_connect
+        self.client.connect(host, port, keepalive=30)
+        self.client.loop_start()
+        if not self.connected.wait(10):
+            raise RuntimeError("operator could not connect to %s:%d" % (host, port))
+
+    def _on_connect(self, client, userdata, flags, reason_code, properties):
+        client.subscribe(self.prefix + "/+/status", 1)
+        client.subscribe(self.prefix + "/+/state", 1)
+        client.subscribe(self.prefix + "/+/tele", 0)
+        client.subscribe(self.prefix + "/+/event", 1)
+        client.subscribe(self.prefix + "/+/reply", 1)
+        self.connected.set()
+
+    def _on_message(self, client, userdata, msg):
+        parts = msg.topic[len(self.prefix) + 1:].split("/")
+        with self.cond:
+            self.raw.append((msg.topic, msg.payload, msg.retain))
+            if len(parts) != 2:
+                return
+            node, kind = parts
+            try:
+                doc = json.loads(msg.payload)
+            except ValueError:
+                doc = {"_unparsed": msg.payload}
+            if kind == "reply":
+                self.replies.setdefault(doc.get("id"), []).append(doc)
+            elif kind == "status":
+                self.status[node] = doc
+            elif kind == "state":
+                self.state[node] = doc
+            elif kind == "tele":
+                self.tele[node] = doc
+            elif kind == "event":
+                self.events.append((node, doc))
+            self.cond.notify_all()
+
+    def wait_for(self, predicate, timeout=10.0):
+        """Wait until predicate() (called under the lock) is true; returns its value or raises TimeoutError."""
+        deadline = time.time() + timeout
+        with self.cond:
+            while True:
+                v = predicate()
+                if v:
+                    return v
+                left = deadline - time.time()
+                if left <= 0:
+                    raise TimeoutError("condition not met in %.1f s" % timeout)
+                self.cond.wait(min(left, 0.5))
+
+    def send(self, node, cmd, retain=False, topic=None, **fields):
+        """Publish a command to a node (or `topic`), return its id."""
+        doc = {"id": fields.pop("id", None) or uuid.uuid4().hex[:12], "cmd": cmd}
+        doc.update(fields)
+        if self.signer is not None:
+            doc = self.signer(doc, node)
+        self.client.publish(topic or "%s/%s/cmd" % (self.prefix, node), json.dumps(doc), qos=1, retain=retain)
+        return doc["id"]
+
+    def command(self, node, cmd, timeout=10.0, **fields):
+        """Send a command and wait for its reply."""
+        cid = self.send(node, cmd, **fields)
+        return self.wait_for(lambda: self.replies.get(cid, [None])[0], timeout)
+
+    def publish_raw(self, topic, payload, retain=False, qos=1):
+        self.client.publish(topic, payload, qos=qos, retain=retain).wait_for_publish(10)
+
+    def close(self):
+        self.client.loop_stop()
+        self.client.disconnect()
