@@ -55,6 +55,8 @@ class ACS712:
             raise ValueError("acs712: samples_per_cycle %r out of 8..200" % samples_per_cycle)
         if not 0 <= adc_min_uv < adc_max_uv:
             raise ValueError("acs712: need 0 <= adc_min_uv < adc_max_uv")
+        if not noise_uv >= 0:
+            raise ValueError("acs712: noise_uv must be >= 0")
         if offset_uv is None:
             offset_uv = int(2500000 * divider)  # nominal Vcc/2 at 5 V until zero() has learned the real one
         if not adc_min_uv < offset_uv < adc_max_uv:

@@ -15,6 +15,7 @@ import esp32
 import machine
 import network
 
+from drivers.filestore import FileStore
 from drivers.hw_schema import ADC1_PINS, HW_SCHEMA
 from firmware.compat import ticks_add, ticks_diff, ticks_ms
 from firmware.timebase import T2K_UNIX_OFFSET, civil_from_days, split, weekday
@@ -171,51 +172,6 @@ class Clock:
         self.rtc.datetime((y, m, d, weekday(n), s // 3600, s // 60 % 60, s % 60, 0))
 
 
-class Store:
-    """Files in one flash directory. write() goes to name.tmp then os.rename: atomic on LittleFS (the ESP32
-    default), so a power cut leaves the old or the new file, never half of one. On FAT, rename cannot overwrite:
-    the fallback removes first and is not atomic there."""
-
-    def __init__(self, root):
-        self.root = root.rstrip("/")
-        self.writes = 0
-        if self.root:
-            try:
-                os.mkdir(self.root)
-            except OSError:  # EEXIST: already there
-                pass
-
-    def _path(self, name):
-        if not isinstance(name, str) or not 0 < len(name) <= 32 or "/" in name or name[0] == ".":
-            raise ValueError("store: bad file name %r" % (name,))
-        return self.root + "/" + name
-
-    def read(self, name):
-        try:
-            with open(self._path(name), "rb") as f:
-                return f.read()
-        except OSError:  # ENOENT: never written
-            return None
-
-    def write(self, name, data):
-        path = self._path(name)
-        tmp = path + ".tmp"
-        with open(tmp, "wb") as f:
-            f.write(data)
-        try:
-            os.rename(tmp, path)
-        except OSError:
-            os.remove(path)
-            os.rename(tmp, path)
-        self.writes += 1
-
-    def remove(self, name):
-        try:
-            os.remove(self._path(name))
-        except OSError:
-            pass
-
-
 class Watchdog:
     """machine.WDT: once started it cannot be stopped or slowed down until the next reset — start it only when the
     main loop is about to feed it, and never from code that may block longer than the timeout."""
@@ -309,15 +265,24 @@ _CAUSES = (("BROWNOUT_RESET", "brownout"), ("PWRON_RESET", "power_on"), ("HARD_R
            ("WDT_RESET", "wdt"), ("SOFT_RESET", "soft"), ("DEEPSLEEP_RESET", "deepsleep"))
 
 
+def reset_cause():
+    """One of power_on, hard, wdt, soft, deepsleep, brownout. A code the port does not name (older firmware
+    returns 0 for SDIO/unknown resets) is reported as "hard": an external reset we cannot attribute."""
+    c = machine.reset_cause()
+    for attr, label in _CAUSES:
+        if getattr(machine, attr, None) == c:
+            return label
+    return "hard"
+
+
+def seed():
+    """A per-node, per-boot seed for backoff jitter: the hardware RNG."""
+    return int.from_bytes(os.urandom(4), "little")
+
+
 class System:
     def reset_cause(self):
-        """One of power_on, hard, wdt, soft, deepsleep, brownout. A code the port does not name (older firmware
-        returns 0 for SDIO/unknown resets) is reported as "hard": an external reset we cannot attribute."""
-        c = machine.reset_cause()
-        for attr, label in _CAUSES:
-            if getattr(machine, attr, None) == c:
-                return label
-        return "hard"
+        return reset_cause()
 
     def reset(self):
         machine.reset()
@@ -385,39 +350,52 @@ def _meter_factory(cfg, i2c):
     return None
 
 
+class _SharedI2C:
+    """One I2C bus for every chip, made on first use so a board without I2C sensors never claims the pins."""
+
+    def __init__(self, cfg):
+        self.cfg = cfg
+        self.bus = None
+
+    def __call__(self):
+        if self.bus is None:
+            c = self.cfg
+            self.bus = machine.I2C(c["id"], scl=machine.Pin(c["scl"]), sda=machine.Pin(c["sda"]), freq=c["freq"])
+        return self.bus
+
+
 class Board:
-    pass
+    """The DESIGN seam: lamp, light, meter, clock, store, wdt, net, system (+ cfg, the normalised hw section)."""
+
+    def __init__(self, cfg, lamp, light, meter, clock, store, wdt, net, system):
+        self.cfg = cfg
+        self.lamp = lamp
+        self.light = light
+        self.meter = meter
+        self.clock = clock
+        self.store = store
+        self.wdt = wdt
+        self.net = net
+        self.system = system
 
 
 def make_board(hw_cfg):
     """Validate the "hw" section (raises schema.Invalid naming the field) and build the board."""
     cfg = HW_SCHEMA.check(hw_cfg, "hw")
-    b = Board()
-    b.cfg = cfg
     relay = None
     on = cfg["boot_level"] > 0
     if cfg["relay_pin"] is not None:
         relay = machine.Pin(cfg["relay_pin"], machine.Pin.OUT, value=1 if on == cfg["relay_active_high"] else 0)
     pwm = machine.PWM(machine.Pin(cfg["pwm_pin"]), freq=cfg["pwm_freq"],
                       duty_u16=_duty_u16(cfg["boot_level"], cfg["pwm_invert"]))
-    b.lamp = Lamp(pwm, relay, cfg["relay_active_high"], cfg["pwm_invert"])
-    b.lamp.duty = cfg["boot_level"]
-    b.lamp.relay_on = on
-
-    bus = []  # one shared I2C, made on first use so a board without I2C sensors never claims the pins
-
-    def i2c():
-        if not bus:
-            c = cfg["i2c"]
-            bus.append(machine.I2C(c["id"], scl=machine.Pin(c["scl"]), sda=machine.Pin(c["sda"]), freq=c["freq"]))
-        return bus[0]
-
-    b.light = Light(_light_factory(cfg["light"], i2c), cfg["light"]["lux_gain"])
+    lamp = Lamp(pwm, relay, cfg["relay_active_high"], cfg["pwm_invert"])
+    lamp.duty = cfg["boot_level"]
+    lamp.relay_on = on
+    i2c = _SharedI2C(cfg["i2c"])
     mcfg = cfg["meter"]
-    b.meter = Meter(_meter_factory(mcfg, i2c), mcfg, mcfg["type"] == "acs712")
-    b.clock = Clock()
-    b.store = Store(cfg["store_dir"])
-    b.wdt = Watchdog()
-    b.net = Net(network.WLAN(network.WLAN.IF_STA), cfg["wifi"], rand=lambda: os.urandom(1)[0])
-    b.system = System()
-    return b
+    return Board(cfg, lamp,
+                 Light(_light_factory(cfg["light"], i2c), cfg["light"]["lux_gain"]),
+                 Meter(_meter_factory(mcfg, i2c), mcfg, mcfg["type"] == "acs712"),
+                 Clock(), FileStore("."), Watchdog(),
+                 Net(network.WLAN(network.WLAN.IF_STA), cfg["wifi"], rand=lambda: os.urandom(1)[0]),
+                 System())

@@ -62,7 +62,7 @@ def _check(hw, path):
             raise Invalid(path + "." + name, "GPIO 6..11 belong to the flash chip")
         if pin in INPUT_ONLY_PINS:
             raise Invalid(path + "." + name, "GPIO 34..39 are input only")
-    used = {}
+    used = {}  # type: dict
     pins = list(outs)
     if hw["light"]["type"] == "ldr":
         pins.append(("light.adc_pin", hw["light"]["adc_pin"]))
@@ -76,6 +76,11 @@ def _check(hw, path):
         if pin in used:
             raise Invalid(path + "." + name, "GPIO %d already used by %s" % (pin, used[pin]))
         used[pin] = name
+    m = hw["meter"]
+    full_v = {"ina219": 0.32, "ina226": 0.08192}.get(m["type"])
+    if full_v is not None and m["max_current_a"] * m["shunt_ohm"] > full_v * 1.0001:
+        raise Invalid(path + ".meter.max_current_a", "x shunt_ohm exceeds the %s shunt range of %d mV"
+                      % (m["type"], int(full_v * 1000 + 0.5)))
     if hw["meter"]["mains_hz"] not in (50, 60):
         raise Invalid(path + ".meter.mains_hz", "must be 50 or 60")
     if hw["wifi"]["backoff_max_s"] < hw["wifi"]["backoff_min_s"]:
@@ -98,5 +103,4 @@ HW_SCHEMA = Dict({
     "light": LIGHT_SCHEMA,
     "meter": METER_SCHEMA,
     "wifi": WIFI_SCHEMA,
-    "store_dir": Str(64, "/data", minlen=1, doc="flash directory for the node's files"),
 }, check=_check, doc="board hardware (ESP32)")

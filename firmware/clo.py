@@ -4,7 +4,7 @@ from firmware.schema import Bool, Dict, Float, Invalid, List
 
 
 def _check_curve(curve, path):
-    # Points must rise strictly in hours so interpolation is well defined; a factor above 1.5 is a typo, not a lamp.
+    # Points must rise strictly in hours so interpolation is well defined; a factor over 1.5 is a typo, not a lamp.
     last = -1.0
     for i, p in enumerate(curve):
         if p[0] <= last:

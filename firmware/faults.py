@@ -3,7 +3,7 @@
 Input of FaultMonitor.update(now, inp): a dict with these keys (a missing key counts as None/0/False):
   "level"   effective level 0..100 after lampout (fades included); 0 = commanded off
   "relay"   True when the relay is commanded closed
-  "on_s"    seconds since the lamp was last switched on (None: unknown or off)
+  "on_s"    seconds since the lamp was last switched on (None: unknown — then taken as warmed up)
   "reading" (volts, amps, watts, pf) from the meter, or None on a meter error
   "lux"     ambient light, or None on a light-sensor error
   "sun"     sun elevation in degrees, or None when the time is not valid
@@ -93,14 +93,14 @@ def _check_faults(c, path):
 SCHEMA = Dict(
     {
         "lit_a": Float(0, 10, 0.02, doc="the lamp counts as lit when current >= lit_a A ..."),
-        "lit_w": Float(0, 1000, 3.0, doc="... and real power >= lit_w W (ignores the driver's reactive idle current)"),
+        "lit_w": Float(0, 1000, 3.0, doc="... and real power >= lit_w W (ignores reactive idle current)"),
         "nominal_v": Float(50, 500, 220.0, doc="volts used when the measured voltage is implausible"),
         "nominal_a": List(
             List(Float(0, 100), 2, min_len=2),
             _MAX_CAL,
             default=[],
             check=_check_table,
-            doc="calibration [level, amps] pairs learned by the calibrate command; empty = computed from nominal_w",
+            doc="[level, amps] pairs learned by calibration; empty = computed from nominal_w",
         ),
         "lamp_failure": _with({"fail_frac": Float(0, 1, 0.3, doc="failed below this fraction of expected amps")},
                               300, 300),
@@ -113,14 +113,15 @@ SCHEMA = Dict(
             {"tol_pct": Float(1, 100, 20.0), "min_tol_w": Float(0, 1000, 5.0, doc="absolute tolerance floor")},
             600, 300, doc="over_power / under_power"),
         "cycling": _with(
-            {"count": Int(2, 20, 3, doc="dropouts within window_s that mean cycling"), "window_s": Int(60, 86400, 3600)},
+            {"count": Int(2, 20, 3, doc="dropouts within window_s that mean cycling"),
+             "window_s": Int(60, 86400, 3600)},
             0, 3600),
         "light_sensor": _with(
             {
                 "enabled": Bool(True, doc="false when the node has no light sensor"),
                 "min_lux": Float(-1000, 1000000, 0.0),
                 "max_lux": Float(0, 1000000, 200000.0),
-                "stuck_h": Float(1, 720, 24.0, doc="identical readings this long = stuck (nights give ~13 h of 0)"),
+                "stuck_h": Float(1, 720, 24.0, doc="identical readings this long = stuck (a night is ~13 h of 0)"),
                 "dark_lux": Float(0, 100000, 5.0),
                 "dark_day_h": Float(0.1, 48, 3.0),
                 "bright_lux": Float(0, 1000000, 500.0),
@@ -192,7 +193,10 @@ def _num(x):
 class FaultMonitor:
     """See the module docstring for the input dict and every fault's exact definition.
 
-    `restore_error` is None, or why `saved` was refused (the monitor then starts with no active fault).
+    Power-up behaviour: nothing is raised at boot; every condition must hold for its delay from the first update().
+    Faults restored from `saved` are active at once without a new raise event, and clear (one event) once their
+    healthy condition has held for clear_s. `restore_error` is None, or why `saved` was refused (the monitor then
+    starts with no active fault).
     """
 
     def __init__(self, cfg, lamp_cfg, saved=None):
@@ -512,7 +516,8 @@ class FaultMonitor:
         if s > 0:
             self._light_reason = reason
         if s:
-            events.append(("light_sensor_fault", s > 0, {"reason": self._light_reason, "lux": lux}))
+            events.append(("light_sensor_fault", s > 0,
+                           {"reason": self._light_reason, "lux": lux if _num(lux) else None}))
 
 
 def _short(reading):

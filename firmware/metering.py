@@ -13,7 +13,7 @@ _BIG = const(0x3FFFFFFF)  # largest small int on a 32-bit port: a counter beyond
 
 SCHEMA = Dict(
     {
-        "save_interval_s": Int(300, 86400, 900, doc="seconds between counter saves to flash (900 = 96 writes/day)"),
+        "save_interval_s": Int(300, 86400, 900, doc="seconds between counter saves (900 = 96 flash writes/day)"),
         "nominal_voltage": Float(50, 500, 220.0, doc="mains voltage assumed where a measurement is unusable"),
         "max_gap_s": Int(10, 3600, 3600, doc="a step longer than this (or negative) is a discontinuity"),
         "max_w": Float(1, 10000, 2000.0, doc="a power reading above this is a meter error"),
@@ -81,7 +81,7 @@ class Meter:
         # No float(w): ints are fine, and a test's float32-emulating float subclass must flow through unchanged.
         if not is_finite(w) or w > self.cfg["max_w"] or w < -1.0:
             return None
-        # A metering chip reads a few tenths of a watt either side of zero with the lamp off: never subtract energy.
+        # A metering chip reads a few tenths of a watt either side of zero with the lamp off: never subtract.
         return w if w > 0.0 else 0.0
 
     def update(self, now, reading, lamp_on):

@@ -86,6 +86,7 @@ class Node:
         self._tele_w = None
         self._next_control = 0
         self._identify_until = None
+        self._lit_since = None  # ticks when the relay last closed (warm-up for the fault checks)
         self._boot_ms = ticks_ms()
         self._healthy_done = False
         self._pending_reset = None
@@ -114,8 +115,7 @@ class Node:
             ", SAFE MODE: " + self.why_safe if self.safe_mode else ""))
         if cause in ("power_on", "brownout"):
             self.meter.note_supply_loss()
-        for ev in self.faults.note_reset(now, cause):
-            self._event_fault(now, ev)
+        self.faults.note_reset(cause)  # a supply loss is reported with the first control step's events
         if self.override is not None and self.override["until"] is not None and not valid:
             # An override with an end time cannot be judged without a clock: the program (or photocell) decides.
             self.log.add(now, "override dropped: no valid time to judge its expiry")
@@ -158,7 +158,7 @@ class Node:
 
     def next_due_ms(self, now_ms):
         due = ticks_diff(self._next_control, now_ms)
-        if self.lamp.fading() or self._identify_until is not None:
+        if self.lamp._fading or self._identify_until is not None:
             due = min(due, _FADE_STEP_MS)
         return max(0, min(due, self.link.next_due_ms(now_ms)))
 
@@ -174,7 +174,7 @@ class Node:
         if ticks_diff(now_ms, self._next_control) >= 0:
             self._next_control = ticks_add(now_ms, self.cfg["system"]["control_ms"])
             self.control_step(now_ms)
-        elif self.lamp.fading() or self._identify_until is not None:
+        elif self.lamp._fading or self._identify_until is not None:
             self._drive(now_ms)
         self.link.service(now_ms)
         if self.link.connected:
@@ -204,9 +204,10 @@ class Node:
         lit = self.lamp.relay
         self.meter.update(now, self.reading, lit)
         elev = astro.sun_elevation(now, self.cfg["site"]["lat"], self.cfg["site"]["lon"]) if tv else None
+        on_s = ticks_diff(now_ms, self._lit_since) // 1000 if lit and self._lit_since is not None else None
         for ev in self.faults.update(now, {
-            "level": self.lamp.level, "relay_on": lit, "on_for_s": self.lamp.on_for_s(now_ms),
-            "reading": self.reading, "lux": self.lux, "sun_elev": elev,
+            "level": self.lamp.level, "relay": lit, "on_s": on_s,
+            "reading": self.reading, "lux": self.lux, "sun": elev,
         }):
             self._event_fault(now, ev)
         self._persist(now)
@@ -217,6 +218,10 @@ class Node:
 
     def _drive(self, now_ms):
         duty, relay = self.lamp.step(now_ms)
+        if relay and self._lit_since is None:
+            self._lit_since = now_ms
+        elif not relay:
+            self._lit_since = None
         if self._identify_until is not None:
             if ticks_diff(self._identify_until, now_ms) <= 0:
                 self._identify_until = None

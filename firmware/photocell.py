@@ -58,8 +58,7 @@ class Photocell:
         self.fail_count = cfg["fail_count"]
         n = cfg["window"]
         self._ring = [0.0] * n  # preallocated: no allocation per sample
-        self._scratch = [0.0] * n
-        self._n = 0  # valid samples in the ring (≤ window)
+        self._sorted = []
         self._pos = 0
         self._ema = None
         self._bad = 0
@@ -82,50 +81,55 @@ class Photocell:
         return is_finite(lux) and self.min_lux <= lux <= self.max_lux
 
     def _median(self, x):
+        # The ring holds the last N valid samples in arrival order, _sorted the same values in order. List methods
+        # run in C, and the lists never outgrow N, so this allocates nothing once warm.
         ring = self._ring
-        ring[self._pos] = float(x)
+        srt = self._sorted
+        if len(srt) == len(ring):
+            srt.remove(ring[self._pos])  # the oldest sample leaves the window
+        ring[self._pos] = x
         self._pos = (self._pos + 1) % len(ring)
-        if self._n < len(ring):
-            self._n += 1
-        n = self._n
-        s = self._scratch
-        # Insertion sort of ≤ 9 values into the scratch list: no allocation.
-        for i in range(n):
-            v = ring[i]
-            j = i
-            while j > 0 and s[j - 1] > v:
-                s[j] = s[j - 1]
-                j -= 1
-            s[j] = v
+        srt.append(x)
+        srt.sort()
+        n = len(srt)
         if n & 1:
-            return s[n >> 1]
-        return 0.5 * (s[(n >> 1) - 1] + s[n >> 1])
+            return srt[n >> 1]
+        return 0.5 * (srt[(n >> 1) - 1] + srt[n >> 1])
 
     def _reset_filter(self):
-        self._n = 0
+        del self._sorted[:]
         self._pos = 0
         self._ema = None
+
+    # update() is split into small methods on purpose: MicroPython allocates a call's frame on the heap when a
+    # function needs more than ~11 locals + stack slots, and update() runs on every sample.
 
     def update(self, lux, now):
         """Feed one reading (lux float or None on sensor error) taken at t2k `now`."""
         last = self._last
         self._last = now
         if last is not None and (now < last or now - last > MAX_GAP_S) and self._since is not None:
-            self._since = now
-        if not self._valid(lux):
+            self._since = now  # a time jump: restart the pending debounce from the new now
+        if self._valid(lux):
+            self._bad = 0
+            self._judge(self._filter(float(lux)), now)
+        else:
             self._bad += 1
-            if self._bad == self.fail_count:
+            if self._bad == self.fail_count:  # just became unhealthy: the filter's samples are stale
                 self._reset_filter()
                 self._since = None
-            return
-        self._bad = 0
-        m = self._median(lux)
+
+    def _filter(self, x):
+        m = self._median(x)
         if self._ema is None:
             self._ema = m
         else:
             self._ema += self.alpha * (m - self._ema)
-        f = self._ema
-        if self.dark is None:
+        return self._ema
+
+    def _judge(self, f, now):
+        dark = self.dark
+        if dark is None:
             self.dark = f < self.off_lux  # first opinion at once; inside the band counts as dark
             return
         if f < self.on_lux:
@@ -133,8 +137,8 @@ class Photocell:
         elif f > self.off_lux:
             want = False
         else:
-            want = self.dark  # inside the hysteresis band: no change wanted
-        if want == self.dark:
+            want = dark  # inside the hysteresis band: no change wanted
+        if want == dark:
             self._since = None
             return
         if self._since is None:

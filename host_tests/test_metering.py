@@ -36,8 +36,8 @@ def test_schema_defaults_and_ranges():
 
 
 def test_year_of_one_second_updates_at_60w():
-    # A full year on CPython (31.5 M steps). MicroPython's boxed floats make a step ~25x slower on the unix port, so
-    # there it runs 2 days; the totals are ints, so the per-day result scales exactly (asserted below).
+    # A full year on CPython (31.5 M steps, ~15 s). The unix port is ~8x slower per step, so there it runs 2 days;
+    # totals are ints, so the result scales exactly. Float32 behaviour: test_faults_year.py (CPython-only).
     days = 365 if CPYTHON else 2
     m = Meter()
     r = r60()
@@ -53,8 +53,8 @@ def test_year_of_one_second_updates_at_60w():
 
 
 def test_night_with_dimming_and_noise_within_1_percent():
-    # True power: piecewise linear (fades) 60 W → 30 W at 23:00 → 60 W at 05:00 → off at 06:00; the meter sees it
-    # with +-3 % noise, at irregular steps of 1 s (sometimes 2 s).
+    # True power: piecewise linear (fades) 60 W → 30 W at 23:00 → 60 W at 05:00 → off at 06:00; the meter sees
+    # it with +-3 % noise, at irregular steps of 1 s (sometimes 2 s).
     pts = [(0, 0.0), (2, 60.0), (18000, 60.0), (18030, 30.0), (39600, 30.0), (39630, 60.0), (43200, 60.0),
            (43202, 0.0), (43300, 0.0)]
 

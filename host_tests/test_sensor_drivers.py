@@ -334,6 +334,7 @@ def test_acs712_validation():
     raises(ValueError, ACS712, f, f, divider=2.0)
     raises(ValueError, ACS712, f, f, samples_per_cycle=4)
     raises(ValueError, ACS712, f, f, offset_uv=4000000)
+    raises(ValueError, ACS712, f, f, noise_uv=-1.0)
 
 
 # ---------------------------------------------------------------- LDR

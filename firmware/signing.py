@@ -1,0 +1,280 @@
+"""Signed commands: HMAC-SHA256 over a canonical form of the command, bound to its target, with expiry and replay checks.
+
+What is signed (the host signer in tools/signing.py uses this very module, so both sides make the same bytes):
+
+    <target> "\\n" <canonical JSON of the command without "sig">
+
+- target: "node:<id>" for a node's own topic, "group:<name>" or "all" for group and broadcast topics. A command
+  signed for one node does not verify on another, nor on a group, even when the key is shared by mistake.
+- canonical JSON: objects with keys sorted, no spaces, strings ASCII-only (every character outside 0x20..0x7e as
+  a lower-case \\uXXXX escape, surrogate pairs above 0xFFFF), integers as digits, floats as "%.6g", true/false/null.
+  MicroPython's json.dumps has no sort_keys and formats floats differently, hence our own writer. Floats get six
+  significant digits because an ESP32 parses JSON numbers into 32-bit floats: the host signer rounds every float to
+  six digits before it signs and sends (tools/signing.py), and any 6-digit decimal reads back, as a float32 or a
+  double, to the same "%.6g". A float that is not finite cannot be signed.
+- key: a string of 32 or more hex digits is used as the bytes it spells; any other string of 16 or more characters
+  as its UTF-8 bytes. node_key signs commands on the node's own topic, group_key those on group/broadcast topics.
+
+Checks, in order (the first failure is the reply text; none of them ever contains a key):
+"unsigned command refused", "signed commands need ts", "no key for node commands" / "no key for group commands",
+"bad signature", "expired" (valid time only: ts older than max_age_s or more than 120 s ahead), "replayed" (an id
+already accepted and not yet expired). Without valid time the signature and the replay cache are all that protect
+(see SECURITY.md). The replay cache holds 64 ids; ids whose command has expired leave first, then the oldest.
+"""
+
+import binascii
+import hashlib
+
+from firmware.compat import const
+
+_BLOCK = const(64)  # SHA-256 block size: RFC 2104's B
+_FUTURE_SLACK_S = const(120)  # same slack as commands.py: a sender's clock may run a little ahead of the node's
+_T2K_UNIX = const(946684800)  # Unix seconds at 2000-01-01 (ts is Unix time; the node's clock counts from 2000)
+REPLAY_IDS = const(64)
+_HEX = "0123456789abcdefABCDEF"
+
+
+def hmac_sha256(key, msg):
+    """RFC 2104 HMAC with SHA-256 (MicroPython has hashlib.sha256 but no hmac module). key, msg: bytes."""
+    return _Mac(key).digest(msg)
+
+
+class _Mac:
+    """An HMAC key prepared once: the padded inner and outer keys are kept, not the key text."""
+
+    def __init__(self, key):
+        if len(key) > _BLOCK:
+            key = hashlib.sha256(key).digest()
+        key = key + bytes(_BLOCK - len(key))
+        self._ipad = bytes(b ^ 0x36 for b in key)
+        self._opad = bytes(b ^ 0x5C for b in key)
+
+    def digest(self, msg):
+        inner = hashlib.sha256(self._ipad)
+        inner.update(msg)
+        outer = hashlib.sha256(self._opad)
+        outer.update(inner.digest())
+        return outer.digest()
+
+
+def key_bytes(key):
+    """Config key text → bytes, or None when it is not a usable key (too short, not text)."""
+    if not isinstance(key, str):
+        return None
+    if len(key) >= 32 and len(key) % 2 == 0:
+        for c in key:
+            if c not in _HEX:
+                break
+        else:
+            return binascii.unhexlify(key)
+    if len(key) >= 16:
+        return key.encode("utf-8")
+    return None
+
+
+# --- canonical form ------------------------------------------------------------------------------------------------
+
+
+def _string(s, out):
+    out.append('"')
+    start = 0
+    i = 0
+    n = len(s)
+    while i < n:
+        c = s[i]
+        o = ord(c)
+        if o < 0x20 or o > 0x7E or c == '"' or c == "\\":
+            if start < i:
+                out.append(s[start:i])
+            if c == '"' or c == "\\":
+                out.append("\\" + c)
+            elif o > 0xFFFF:  # outside the BMP: a UTF-16 surrogate pair, as JSON spells it
+                o -= 0x10000
+                out.append("\\u%04x\\u%04x" % (0xD800 + (o >> 10), 0xDC00 + (o & 0x3FF)))
+            else:
+                out.append("\\u%04x" % o)
+            start = i + 1
+        i += 1
+    if start < n:
+        out.append(s[start:] if start else s)
+    out.append('"')
+
+
+def _value(v, out):
+    if v is None:
+        out.append("null")
+    elif v is True:
+        out.append("true")
+    elif v is False:
+        out.append("false")
+    elif isinstance(v, int):
+        out.append(str(v))
+    elif isinstance(v, float):
+        if v - v != 0.0:  # inf and nan: no JSON spelling both runtimes agree on
+            raise ValueError("non-finite number")
+        out.append("%.6g" % v)
+    elif isinstance(v, str):
+        _string(v, out)
+    elif isinstance(v, dict):
+        _object(v, out, None)
+    elif isinstance(v, (list, tuple)):
+        out.append("[")
+        first = True
+        for x in v:
+            if not first:
+                out.append(",")
+            first = False
+            _value(x, out)
+        out.append("]")
+    else:
+        raise ValueError("cannot sign a %s" % type(v).__name__)
+
+
+def _object(d, out, skip):
+    keys = []
+    for k in d:
+        if not isinstance(k, str):
+            raise ValueError("object keys must be strings")
+        if k != skip:
+            keys.append(k)
+    keys.sort()  # UTF-8 byte order (MicroPython) equals code point order (CPython)
+    out.append("{")
+    first = True
+    for k in keys:
+        if not first:
+            out.append(",")
+        first = False
+        _string(k, out)
+        out.append(":")
+        _value(d[k], out)
+    out.append("}")
+
+
+def canonical(doc):
+    """The command `doc` (a dict) without its "sig", as canonical ASCII bytes. ValueError for unsignable values."""
+    if not isinstance(doc, dict):
+        raise ValueError("a command is an object")
+    out = []
+    _object(doc, out, "sig")
+    return "".join(out).encode()
+
+
+def signed_bytes(doc, target):
+    return target.encode() + b"\n" + canonical(doc)
+
+
+def sign_hex(doc, key, target):
+    """The "sig" value for `doc` sent to `target` ("node:<id>", "group:<name>" or "all") with the key text `key`."""
+    kb = key_bytes(key)
+    if kb is None:
+        raise ValueError("key must be >= 32 hex digits or >= 16 characters")
+    return binascii.hexlify(hmac_sha256(kb, signed_bytes(doc, target))).decode()
+
+
+def target_for_topic(topic, prefix):
+    """Topic (str or bytes) → the target a command on it must be signed for, or None when it is no command topic."""
+    if isinstance(topic, bytes):
+        topic = topic.decode()
+    head = prefix + "/"
+    if not topic.startswith(head) or not topic.endswith("/cmd"):
+        return None
+    parts = topic[len(head):-4].split("/")
+    if parts == ["all"]:
+        return "all"
+    if len(parts) == 2 and parts[0] == "group" and parts[1]:
+        return "group:" + parts[1]
+    if len(parts) == 1 and parts[0] and parts[0] != "group":
+        return "node:" + parts[0]
+    return None
+
+
+def _same(a, b):
+    # Constant-time comparison: the time taken must not tell an attacker how many leading bytes were right.
+    if len(a) != len(b):
+        return False
+    r = 0
+    for i in range(len(a)):
+        r |= a[i] ^ b[i]
+    return r == 0
+
+
+class Verifier:
+    """Checks signed commands for one node. `verify()` → None when the command may run, else the refusal text.
+
+    node_key / group_key: key text from config (None: commands on that path are refused). node_id and groups say
+    which targets this node answers to; the node's own topic verifies against "node:<node_id>" with node_key, a
+    group or broadcast topic against "all" or "group:<g>" for each of its groups, with group_key.
+    """
+
+    def __init__(self, node_key, group_key, max_age_s, node_id=None, groups=()):
+        kb = key_bytes(node_key)
+        self._node_mac = None if kb is None else _Mac(kb)
+        kb = key_bytes(group_key)
+        self._group_mac = None if kb is None else _Mac(kb)
+        self.max_age_s = max_age_s
+        self.node_id = node_id
+        self.groups = tuple(groups)
+        self._seen = []  # [(id, expires_t2k or None)], oldest first; at most REPLAY_IDS
+
+    def verify(self, doc, now_t2k, time_valid, route):
+        """route: False for the node's own topic, True for a group/broadcast topic (the target is then any the node
+        answers to), or an exact target string ("node:<id>", "group:<name>", "all")."""
+        sig = doc.get("sig")
+        if sig is None:
+            return "unsigned command refused"
+        ts = doc.get("ts")
+        if ts is None:
+            return "signed commands need ts"
+        if isinstance(route, str):
+            targets = (route,)
+            group = not route.startswith("node:")
+        elif route:
+            targets = ["all"] + ["group:" + g for g in self.groups]
+            group = True
+        elif self.node_id is None:
+            return "no node id for signed commands"
+        else:
+            targets = ("node:" + self.node_id,)
+            group = False
+        mac = self._group_mac if group else self._node_mac
+        if mac is None:
+            return "no key for group commands" if group else "no key for node commands"
+        if not isinstance(sig, str) or len(sig) != 64:
+            return "bad signature"
+        try:
+            want = binascii.unhexlify(sig)
+            body = canonical(doc)
+        except ValueError:
+            return "bad signature"
+        ok = False
+        for t in targets:
+            if _same(mac.digest(t.encode() + b"\n" + body), want):
+                ok = True
+                break
+        if not ok:
+            return "bad signature"
+        expires = None
+        if time_valid:
+            ts = int(ts)  # the schema already checked it is integral; a float ts must not make float arithmetic
+            age = now_t2k - (ts - _T2K_UNIX)
+            if age > self.max_age_s or age < -_FUTURE_SLACK_S:
+                return "expired"
+            expires = ts - _T2K_UNIX + self.max_age_s
+        return self._note(doc.get("id"), now_t2k if time_valid else None, expires)
+
+    def _note(self, cmd_id, now, expires):
+        seen = self._seen
+        if now is not None:
+            # Ids whose command would be refused as expired anyway need no place in the cache.
+            seen = self._seen = [e for e in seen if e[1] is None or e[1] >= now]
+        for e in seen:
+            if e[0] == cmd_id:
+                return "replayed"
+        if len(seen) >= REPLAY_IDS:
+            seen.pop(0)
+        seen.append((cmd_id, expires))
+        return None
+
+    def remembered(self):
+        """How many ids the replay cache holds (for tests and counters)."""
+        return len(self._seen)

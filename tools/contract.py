@@ -1,0 +1,739 @@
+"""The published MQTT contract: JSON Schemas of every message and the AsyncAPI document, generated from the code.
+
+Commands come from firmware.commands.COMMANDS (the schema the node itself enforces). The messages the node *sends*
+are declared here with the same firmware.schema field types, so the two directions speak one vocabulary; keep them
+true to firmware/node.py (state_doc, tele_doc, _event*, execute, error_reply, on_connect, _do_reset).
+
+    python tools/contract.py           write docs/api/schemas/*.json and docs/api/asyncapi.yaml
+    python tools/contract.py --check   exit 1 when the committed files differ from what would be written
+
+For tests (host-side, CPython only):
+    validate_message(kind, payload)  None, or raises jsonschema.ValidationError naming the path
+    topic_kind(topic, prefix)        "status" | "state" | "tele" | "event" | "reply" | "cmd" for an MQTT topic
+
+asyncapi.yaml is written as JSON (JSON is YAML 1.2) because the project venv carries no YAML library; any AsyncAPI
+tool reads it as YAML.
+"""
+
+import copy
+import json
+import os
+import re
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+
+from firmware import commands, faults, program  # noqa: E402
+from firmware import config as configmod  # noqa: E402
+from firmware.schema import NAME_CHARS, REQUIRED, Bool, Dict, Enum, Field, Float, Int, Invalid, List, Nullable, Str  # noqa: E402,E501
+
+API_DIR = os.path.join(ROOT, "docs", "api")
+SCHEMA_DIR = os.path.join(API_DIR, "schemas")
+ASYNCAPI_FILE = os.path.join(API_DIR, "asyncapi.yaml")
+DRAFT = "https://json-schema.org/draft/2020-12/schema"
+DEFAULT_PREFIX = "city/lights"
+API_VERSION = "0.1.0"  # follows firmware.node.VERSION while the API is young
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Host-side field types for what the schema module does not need on the node (constants, optional keys, patterns).
+
+_ABSENT = object()
+
+
+class Const(Field):
+    """Exactly this JSON value (e.g. "online": true)."""
+
+    def __init__(self, value, doc=""):
+        Field.__init__(self, REQUIRED, doc)
+        self.value = value
+
+    def check(self, value, path=""):
+        if value is not self.value and (type(value) is not type(self.value) or value != self.value):
+            raise Invalid(path, "must be %r" % (self.value,))
+        return value
+
+    def to_json_schema(self):
+        s = {"const": self.value}
+        if self.doc:
+            s["description"] = self.doc
+        return s
+
+
+class Opt(Field):
+    """A key the node sends only sometimes (every other key of an outgoing message is always present)."""
+
+    def __init__(self, inner, doc=""):
+        Field.__init__(self, _ABSENT, doc or inner.doc)
+        self.inner = inner
+
+    def check(self, value, path=""):
+        return self.inner.check(value, path)
+
+    def to_json_schema(self):
+        s = self.inner.to_json_schema()
+        if self.doc:
+            s["description"] = self.doc
+        return s
+
+
+class Pattern(Str):
+    """A string matching a regular expression (written in the subset common to ECMA-262 and Python)."""
+
+    def __init__(self, maxlen, regex, doc=""):
+        Str.__init__(self, maxlen, doc=doc)
+        self.regex = regex
+
+    def check(self, value, path=""):
+        Str.check(self, value, path)
+        if not re.search(self.regex[:-1] + r"\Z" if self.regex.endswith("$") else self.regex, value):
+            raise Invalid(path, "must match " + self.regex)
+        return value
+
+    def to_json_schema(self):
+        s = Str.to_json_schema(self)
+        s["pattern"] = self.regex
+        return s
+
+
+class AnyOf(Field):
+    def __init__(self, choices, doc=""):
+        Field.__init__(self, REQUIRED, doc)
+        self.choices = choices
+
+    def check(self, value, path=""):
+        raise NotImplementedError("host-side schema only")
+
+    def to_json_schema(self):
+        s = {"anyOf": [c.to_json_schema() for c in self.choices]}
+        if self.doc:
+            s["description"] = self.doc
+        return s
+
+
+def _out(fields, doc=""):
+    """An outgoing object: every key not wrapped in Opt() is always present."""
+    return Dict(fields, doc=doc)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Vocabulary shared by the outgoing messages.
+
+UNIX_MAX = 4102444800  # 2100-01-01, the same bound the commands use for ts
+U31 = 2147483647
+NODE_ID = Str(32, minlen=1, charset=NAME_CHARS, doc="node id: the topic segment")
+GROUP = Str(32, minlen=1, charset=NAME_CHARS, doc="group name")
+FW = Str(32, minlen=1, doc="firmware version")
+T = Nullable(Int(946684800, UNIX_MAX), doc="Unix seconds by the node's clock; null while its time is not valid")
+LEVEL = Int(0, 100, doc="lamp level in %")
+REASON = Pattern(40, "^(override|photocell|photocell:no-time|failsafe|(special|program):[a-z0-9_-]{1,16})$",
+                 doc="who decided the level: override, special:<program>, program:<program>, photocell, "
+                     "photocell:no-time or failsafe")
+ACTIVE_FAULTS = tuple(n for n in faults.NAMES if n != "supply_loss")  # supply_loss is momentary, never active
+ENERGY_WH = Float(0, 1e9, doc="lamp energy since commissioning, Wh")
+BURN_H = Float(0, 1e6, doc="lamp burning hours")
+CMD_ID = Str(40, minlen=1, charset=commands.ID_CHARS, doc="the command's id, echoed")
+
+STATUS_ONLINE = _out({
+    "online": Const(True),
+    "fw": FW,
+    "id": NODE_ID,
+    "groups": List(GROUP, 8, doc="group command topics this node obeys"),
+    "safe_mode": Bool(doc="true: running the safe configuration after repeated crashes"),
+}, "Birth message, retained, sent on every (re)connect.")
+
+STATUS_OFFLINE = _out({
+    "online": Const(False),
+    "reason": Opt(Enum(("reboot", "safe", "config", "rollback")),
+                  doc="present when the node said goodbye before a reset it chose: reboot and safe (the reboot "
+                      "command), config (a config change that needs a restart), rollback (a new config never "
+                      "reached the broker); absent in the Last Will, which the broker publishes when the link died"),
+}, "The node is offline: its Last Will (retained, QoS 1) or its goodbye before a requested reset (retained).")
+
+OVERRIDE = Nullable(_out({
+    "level": LEVEL,
+    "until": Nullable(Int(0, UNIX_MAX), doc="Unix seconds the override ends; null: until cleared"),
+}), doc="the override in force, or null")
+
+STATE = _out({
+    "level": LEVEL,
+    "reason": REASON,
+    "mode": Enum(("astro", "photocell", "hybrid", "safe"), doc="control mode; safe in safe mode"),
+    "override": OVERRIDE,
+    "faults": List(Enum(ACTIVE_FAULTS), len(ACTIVE_FAULTS), doc="active alarms, sorted"),
+    "time_valid": Bool(doc="the node believes its clock"),
+    "time_source": Nullable(Str(16, minlen=1), doc="rtc, ntp, cmd...; null while time is not valid"),
+    "energy_wh": ENERGY_WH,
+    "burn_h": BURN_H,
+    "switch_ons": Int(0, U31, doc="lamp switch-on count"),
+    "fw": FW,
+    "config": Enum(("config", "good", "defaults"), doc="which configuration is running: the last one written, "
+                                                       "the last known good one, or the built-in defaults"),
+    "safe_mode": Bool(),
+    "t": T,
+}, "The node's current state, retained; published when it changes and after every (re)connect.")
+
+TELE = _out({
+    "t": T,
+    "level": Float(0, 100, doc="lamp output level now (fades included), %"),
+    "lux": Nullable(Float(0, 1e6), doc="ambient light, lux; null on a sensor error"),
+    "v": Nullable(Float(-1000, 1000), doc="volts; null on a meter error"),
+    "a": Nullable(Float(-1000, 1000), doc="amps"),
+    "w": Nullable(Float(-1e6, 1e6), doc="watts"),
+    "pf": Nullable(Float(-1, 1), doc="power factor"),
+    "energy_wh": ENERGY_WH,
+    "burn_h": BURN_H,
+    "rssi": Nullable(Int(-127, 0), doc="Wi-Fi signal, dBm; null when not known"),
+    "heap_free": Int(0, U31, doc="free heap, bytes"),
+    "uptime_s": Int(0, U31, doc="seconds since boot"),
+    "link": _out({
+        "connects": Int(0, U31), "drops": Int(0, U31),
+        "queued": Int(0, 256, doc="events waiting for the broker"),
+        "dropped": Int(0, U31, doc="events lost because the offline queue was full"),
+    }),
+}, "Telemetry, QoS 0, not retained: every report.telemetry_s and when power moves out of the deadband.")
+
+_EVENT_BASE = {
+    "seq": Int(1, U31, doc="event number since boot; restarts at 1 after a reset"),
+    "t": T,
+}
+
+
+def _event(kind, fields, doc):
+    d = {"kind": Const(kind)}
+    d.update(fields)
+    d.update(_EVENT_BASE)
+    return _out(d, doc)
+
+
+_F = Float(-1e6, 1e6)
+DETAIL = AnyOf([
+    _out({"v": _F, "a": _F, "w": _F, "level": Float(0, 100), "exp_a": Opt(_F), "exp_w": Opt(_F)},
+         doc="electrical alarms: the reading and, when judged, the expected amps/watts"),
+    _out({"reading": Nullable(AnyOf([List(AnyOf([Float(-1e9, 1e9), Str(64)]), 8), Str(200)]))},
+         doc="current_sensor_fault: the raw meter reading"),
+    _out({"reason": Enum(("range", "stuck", "dark_day", "bright_night")), "lux": Nullable(Float(-1e9, 1e9))},
+         doc="light_sensor_fault"),
+    _out({"cause": Enum(("power_on", "brownout"))}, doc="supply_loss"),
+    Const(None),
+], doc="what the detector saw")
+
+EVENT_ALARM = _event("alarm", {
+    "name": Enum(faults.NAMES, doc="TALQ-style alarm name"),
+    "active": Bool(doc="true: raised; false: cleared (supply_loss sends both at once)"),
+    "detail": DETAIL,
+}, "An alarm raised or cleared.")
+EVENT_OVERRIDE_END = _event("override_end", {}, "A timed override ran out; the program decides again.")
+EVENT_CONFIG_ERROR = _event("config_error", {
+    "problems": List(Str(400), 8, min_len=1, doc="why config files were refused at boot"),
+}, "Sent once after boot when a configuration file was refused (the node runs an older or the default one).")
+
+EVENTS = {"alarm": EVENT_ALARM, "override_end": EVENT_OVERRIDE_END, "config_error": EVENT_CONFIG_ERROR}
+
+
+def _ok(name, fields, doc):
+    d = {"id": CMD_ID, "ok": Const(True), "cmd": Const(name)}
+    d.update(fields)
+    return _out(d, doc)
+
+
+LINK_COUNTERS = _out({k: Int(0, U31) for k in ("connects", "drops", "failures", "dropped_events", "oversize",
+                                                "rejected", "state_writes_today")})
+COUNTERS = _out({"energy_wh": ENERGY_WH, "burn_h": BURN_H, "switch_ons": Int(0, U31),
+                 "supply_losses": Int(0, U31)})
+LOG_LINE = Pattern(200, "^[0-9]+ ", doc="\"<seconds since 2000-01-01 UTC> <text>\"")
+
+REPLIES = {
+    "set": _ok("set", {"level": LEVEL, "until": Nullable(Int(0, UNIX_MAX), doc="Unix end of the override")},
+               "Override in force; level is the level the lamp was set to."),
+    "clear": _ok("clear", {"level": LEVEL, "reason": REASON}, "Override ended; the level and who decided it now."),
+    "get": AnyOf([
+        _ok("get", {"state": STATE}, "what=state"),
+        _ok("get", {"config": Field()}, "what=config (schema filled in by config_schema())"),
+        _ok("get", {"log": List(LOG_LINE, 200)}, "what=log, oldest first"),
+        _ok("get", {"counters": COUNTERS, "link": LINK_COUNTERS}, "what=counters"),
+    ], doc="The state, the config (secrets \"***\"), the log ring or the counters."),
+    "program": _ok("program", {}, "Programs (and calendar) stored and in force."),
+    "config": _ok("config", {"restart": Bool(doc="true: the node restarts to apply it (status goes offline with "
+                                                 "reason config)")}, "Configuration stored."),
+    "time": _ok("time", {"delta_s": Int(-U31, U31, doc="correction applied to the clock, s")}, "Clock set."),
+    "identify": _ok("identify", {"seconds": Int(1, 600)}, "Blinking."),
+    "reboot": _ok("reboot", {}, "Restart follows (status goes offline with reason reboot or safe)."),
+    "calibrate": _ok("calibrate", {}, "Calibration started (firmware 0.1.0 answers an error: not supported)."),
+}
+
+REPLY_ERROR = _out({
+    "id": Nullable(Str(40), doc="the command's id when it could be read, else null"),
+    "ok": Const(False),
+    "cmd": Opt(Enum(tuple(sorted(commands.COMMANDS))), doc="present when the command itself was valid"),
+    "error": Str(256, minlen=1, doc="why, naming the field: e.g. \"level: must be in 0..100\""),
+    "stale": Opt(Const(True), doc="present when refused as stale: retained, or ts too old / in the future"),
+}, "The command did nothing.")
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Schema generation. The few rules the node checks in code rather than in its field types are added here, each
+# marked; they belong in the owning module's to_json_schema() and are kept here until they move.
+
+
+def _at(schema, *path):
+    """schema[path...], stepping through a Nullable's anyOf when a key is missing; KeyError when the code moved."""
+    s = schema
+    for k in path:
+        if k not in s and "anyOf" in s:
+            s = [x for x in s["anyOf"] if x.get("type") != "null"][0]
+        s = s[k]
+    return s
+
+
+def _require_all(schema):
+    """A normalised document (what the node sends) has every key: mark them all required."""
+    if isinstance(schema, dict):
+        if "properties" in schema:
+            schema["required"] = list(schema["properties"])
+        for v in schema.values():
+            _require_all(v)
+    elif isinstance(schema, list):
+        for v in schema:
+            _require_all(v)
+    return schema
+
+
+def _node_section_rules(node_schema):
+    # config._check_node: the reserved names cannot be node ids (they are topic words).
+    _at(node_schema, "properties", "id", "anyOf")[0]["not"] = {"enum": list(configmod.RESERVED_IDS)}
+
+
+def _programs_rules(programs_schema):
+    # program._Programs.check: the program "default" must exist.
+    programs_schema["required"] = [program.DEFAULT_PROGRAM]
+
+
+def config_schema(redacted=False):
+    """The whole configuration as the node holds it (every key present); redacted: secrets may read "***"."""
+    s = _require_all(configmod.SCHEMA.to_json_schema())
+    _node_section_rules(_at(s, "properties", "node"))
+    _programs_rules(_at(s, "properties", "programs"))
+    if redacted:
+        for path in configmod.SECRET_PATHS:
+            parent = s
+            for k in path[:-1]:
+                parent = _at(parent, "properties", k)
+            parent = _at(parent, "properties")
+            parent[path[-1]] = {"anyOf": [{"const": "***"}, parent[path[-1]]],
+                                              "description": "secret: \"***\" when set, null when not"}
+    return s
+
+
+def _patch_of(field, name=""):
+    """What `config` may send for a field: objects merge key by key (config.merge), so every key of a (non-null)
+    object is optional; everything else — lists, maps, the programs, a null-able object — is replaced whole."""
+    if isinstance(field, Dict) and name != "programs":
+        s = Field.to_json_schema(field)
+        s["properties"] = {k: _patch_of(f, k) for k, f in field.fields.items()}
+        s["additionalProperties"] = False
+        return s
+    return field.to_json_schema()
+
+
+def config_patch_schema():
+    sections = configmod.SCHEMA.fields
+    s = {"type": "object", "description": "sections of the configuration, each partial: objects are merged key by "
+                                          "key into the running config, everything else replaces; the result is "
+                                          "validated as a whole (cross-field rules included) before it is stored",
+         "properties": {k: _patch_of(f, k) for k, f in sections.items()},
+         "additionalProperties": False, "maxProperties": len(sections)}
+    _node_section_rules(s["properties"]["node"])
+    _programs_rules(s["properties"]["programs"])
+    return s
+
+
+def command_schema(name):
+    s = commands.COMMANDS[name].to_json_schema()
+    if name == "program":
+        _programs_rules(_at(s, "properties", "programs"))
+    elif name == "config":
+        # commands._Section accepts any object at this stage (the node validates the merged config); publish the
+        # real shape of each section instead of an empty object.
+        old = _at(s, "properties", "set")
+        new = config_patch_schema()
+        new["description"] = old.get("description", "") + "; " + new["description"]
+        s["properties"]["set"] = new
+    return s
+
+
+def reply_schema(name):
+    s = REPLIES[name].to_json_schema()
+    if name == "get":
+        _at(s["anyOf"][1], "properties")["config"] = config_schema(redacted=True)
+    return s
+
+
+def _doc(title, schema, description=None):
+    """A schema file: $schema and title first, then the description, then the rules."""
+    out = {"$schema": DRAFT, "title": title}
+    doc = schema.pop("description", None)
+    if description or doc:
+        out["description"] = description or doc
+    out.update(schema)
+    return out
+
+
+def schemas():
+    """{file stem: JSON Schema document} for every message, in a stable order."""
+    out = {
+        "status_online": _doc("status (online)", STATUS_ONLINE.to_json_schema()),
+        "status_offline": _doc("status (offline)", STATUS_OFFLINE.to_json_schema()),
+        "state": _doc("state", STATE.to_json_schema()),
+        "tele": _doc("tele", TELE.to_json_schema()),
+    }
+    for kind, f in EVENTS.items():
+        out["event_" + kind] = _doc("event " + kind, f.to_json_schema())
+    for name in sorted(commands.COMMANDS):
+        out["cmd_" + name] = _doc("command " + name, command_schema(name))
+    out["command"] = _doc("any command", {"oneOf": [command_schema(n) for n in sorted(commands.COMMANDS)]},
+                          "Any command; `cmd` says which (see the cmd_<name> schemas).")
+    for name in sorted(commands.COMMANDS):
+        out["reply_" + name] = _doc("reply to " + name, reply_schema(name))
+    out["reply_error"] = _doc("error reply", REPLY_ERROR.to_json_schema())
+    out["config"] = _doc("configuration", config_schema(),
+                         "The node configuration (config.json on the node's flash) with every key; `get config` "
+                         "returns it with secrets as \"***\".")
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Validation for tests: every message a real node emits must pass.
+
+_validators = {}
+
+
+def _validator(stem):
+    v = _validators.get(stem)
+    if v is None:
+        from jsonschema import Draft202012Validator, validators
+
+        def ecma_pattern(validator, pattern, instance, schema):
+            # JSON Schema patterns are ECMA-262, where "$" ends the string; Python's "$" also matches before a
+            # final newline, which would let "abc\n" through a charset the node refuses.
+            if not validator.is_type(instance, "string"):
+                return
+            p = pattern[:-1] + r"\Z" if pattern.endswith("$") and not pattern.endswith("\\$") else pattern
+            if not re.search(p, instance):
+                from jsonschema import ValidationError
+
+                yield ValidationError("%r does not match %r" % (instance, pattern))
+
+        cls = validators.extend(Draft202012Validator, {"pattern": ecma_pattern})
+        v = cls(_all_schemas()[stem])
+        _validators[stem] = v
+    return v
+
+
+_cache = {}
+
+
+def _all_schemas():
+    if "s" not in _cache:
+        _cache["s"] = schemas()
+    return _cache["s"]
+
+
+def schema_for(kind, payload):
+    """The schema file stem that a `kind` ("status", "state", "tele", "event", "reply", "cmd") payload must match."""
+    p = payload if isinstance(payload, dict) else {}
+    if kind == "status":
+        return "status_online" if p.get("online") is True else "status_offline"
+    if kind in ("state", "tele"):
+        return kind
+    if kind == "event":
+        k = p.get("kind")
+        return "event_" + k if k in EVENTS else "event_alarm"
+    if kind == "reply":
+        if p.get("ok") is not True:
+            return "reply_error"
+        c = p.get("cmd")
+        return "reply_" + c if c in REPLIES else "reply_error"
+    if kind == "cmd":
+        c = p.get("cmd")
+        return "cmd_" + c if c in commands.COMMANDS else "command"
+    if kind in _all_schemas():
+        return kind
+    raise ValueError("unknown message kind %r" % (kind,))
+
+
+def validate_message(kind, payload):
+    """None when `payload` (a dict, or the raw JSON bytes/str) is a valid `kind` message; else raises
+    jsonschema.ValidationError whose message starts with the schema name and the JSON path of the fault."""
+    from jsonschema import ValidationError
+    from jsonschema.exceptions import best_match
+
+    if isinstance(payload, (bytes, bytearray)):
+        payload = payload.decode("utf-8")
+    if isinstance(payload, str):
+        try:
+            payload = json.loads(payload)
+        except ValueError as e:
+            raise ValidationError("%s: payload is not JSON (%s)" % (kind, e))
+    stem = schema_for(kind, payload)
+    err = best_match(_validator(stem).iter_errors(payload))
+    if err is None:
+        return None
+    where = "/".join(str(x) for x in err.absolute_path) or "(root)"
+    err.message = "%s: %s: %s" % (stem, where, err.message)
+    raise err
+
+
+def topic_kind(topic, prefix=DEFAULT_PREFIX):
+    """The message kind of an MQTT topic under `prefix`, or None when the topic is not part of the API."""
+    if isinstance(topic, (bytes, bytearray)):
+        topic = topic.decode()
+    if not topic.startswith(prefix + "/"):
+        return None
+    parts = topic[len(prefix) + 1:].split("/")
+    if parts == ["all", "cmd"] or (len(parts) == 3 and parts[0] == "group" and parts[2] == "cmd"):
+        return "cmd"
+    if len(parts) == 2 and parts[0] not in configmod.RESERVED_IDS and \
+            parts[1] in ("status", "state", "tele", "event", "reply", "cmd"):
+        return parts[1]
+    return None
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# The AsyncAPI document.
+
+_ID_RULE = "lower-case letters, digits, '_' and '-', 1 to 32 characters, never `group` or `all`"
+
+_INTRO = """\
+MQTT API of the streetlight node firmware. One node is one MQTT client (client id = node id) that publishes under
+`<prefix>/<nodeId>/` and obeys commands on its own, its groups' and the broadcast command topics. The prefix is the
+node's `mqtt.prefix` setting (default `city/lights`); the addresses below use the default.
+
+Every payload is one compact UTF-8 JSON object. Times in payloads are Unix seconds (`t`, `ts`, `until`, `utc`);
+`t` is null while the node does not trust its clock. Schemas are JSON Schema draft 2020-12 (using only keywords
+that mean the same in draft-07), generated from the firmware's own validators by tools/contract.py.
+
+Commands and replies: a command carries an `id` (1-40 of `A-Za-z0-9_-.:`) and `cmd`; the node answers on its own
+`<prefix>/<nodeId>/reply` topic - also for group and broadcast commands, so a group command gets one reply per node,
+told apart by topic. A reply echoes `id` and has `ok`. Checks, in order (the first failure is the reply, with
+`ok: false` and `error` naming the field): size (`mqtt.max_payload`, default 8192 bytes; larger messages are dropped
+unread, and answered only on the node's own topic), UTF-8/JSON/nesting (at most 8 levels), the command's schema;
+a retained command is refused as stale (`stale: true`) - so a command left retained on the broker never acts on a
+reconnect; then the signature when the node requires signed commands; then, when the node's time is valid and the
+command has `ts`, a command older than `security.max_age_s` (default 300 s) or more than 120 s in the future is
+refused as stale. A command whose `id` the node has seen among its last 24 is not run again: the node re-sends the
+reply it gave the first time (byte for byte), so a client may retry with the same id safely.
+
+Signing: when the node is configured with `security.require_signed`, every command must carry `sig`, an HMAC-SHA256
+(64 lower-case hex digits) made with the node key on the node's own topic and with the group key on group and
+broadcast topics; the exact signed bytes are defined in SECURITY.md. Unsigned or badly signed commands get an error
+reply and do nothing. Use TLS (port 8883) and broker ACLs so only operators may publish to `.../cmd`.
+"""
+
+
+def _param(desc):
+    return {"description": desc}
+
+
+def _op_binding(qos, retain):
+    return {"mqtt": {"qos": qos, "retain": retain, "bindingVersion": "0.2.0"}}
+
+
+def _msg(stem, name, title, summary):
+    return {"name": name, "title": title, "summary": summary, "contentType": "application/json",
+            "payload": {"$ref": "schemas/%s.json" % stem}}
+
+
+def asyncapi():
+    """The AsyncAPI 3.0.0 document as a dict."""
+    msgs = {
+        "statusOnline": _msg("status_online", "statusOnline", "Birth", STATUS_ONLINE.doc),
+        "statusOffline": _msg("status_offline", "statusOffline", "Offline (Last Will or goodbye)", STATUS_OFFLINE.doc),
+        "state": _msg("state", "state", "State", STATE.doc),
+        "tele": _msg("tele", "tele", "Telemetry", TELE.doc),
+        "replyError": _msg("reply_error", "replyError", "Error reply", REPLY_ERROR.doc),
+    }
+    for kind, f in EVENTS.items():
+        mid = "event" + "".join(w.capitalize() for w in kind.split("_"))
+        msgs[mid] = _msg("event_" + kind, mid, "Event " + kind, f.doc)
+    cmd_ids = []
+    reply_ids = ["replyError"]
+    for name in sorted(commands.COMMANDS):
+        cid = "cmd" + name.capitalize()
+        msgs[cid] = _msg("cmd_" + name, cid, "Command " + name, commands.COMMANDS[name].doc)
+        cmd_ids.append(cid)
+        rid = "reply" + name.capitalize()
+        msgs[rid] = _msg("reply_" + name, rid, "Reply to " + name, REPLIES[name].doc)
+        reply_ids.append(rid)
+
+    def refs(ids):
+        return {i: {"$ref": "#/components/messages/" + i} for i in ids}
+
+    node_param = {"nodeId": {"$ref": "#/components/parameters/nodeId"}}
+    base = DEFAULT_PREFIX + "/{nodeId}/"
+    channels = {
+        "status": {"address": base + "status", "parameters": node_param, "messages": refs(["statusOnline",
+                                                                                           "statusOffline"]),
+                   "description": "Retained. On every connect the node publishes the birth message (retained, QoS "
+                                  "0); its Last Will `{\"online\": false}` (retained, QoS 1) is published by the "
+                                  "broker when the link dies (keepalive expired, TCP lost). Before a reset it "
+                                  "chose, the node publishes `{\"online\": false, \"reason\": ...}` itself. A "
+                                  "subscriber therefore always finds the current online/offline status retained; "
+                                  "the node is offline when the last status has `online: false`. Do not judge "
+                                  "by the age of state or tele: state is sent only on change."},
+        "state": {"address": base + "state", "parameters": node_param, "messages": refs(["state"]),
+                  "description": "Retained, QoS 0. Published when level, reason, override, active faults, time "
+                                 "validity or safe mode change, and again after every reconnect, so the retained "
+                                 "copy is the current state (or the last one before the node went offline: check "
+                                 "status)."},
+        "tele": {"address": base + "tele", "parameters": node_param, "messages": refs(["tele"]),
+                 "description": "QoS 0, not retained. Every `report.telemetry_s` (default 300 s) and at most every "
+                                "`report.min_interval_s` when power moves more than `report.deadband_w_pct` of the "
+                                "lamp's nominal power. Missed while offline (no backlog)."},
+        "event": {"address": base + "event", "parameters": node_param,
+                  "messages": refs(["eventAlarm", "eventOverrideEnd", "eventConfigError"]),
+                  "description": "QoS 1, not retained, in order. Kept in a bounded queue (mqtt.queue_len, default "
+                                 "32) while offline and delivered after reconnect; when it overflows the oldest are "
+                                 "dropped and counted (tele link.dropped). `seq` counts events since boot (gaps = "
+                                 "losses); QoS 1 may deliver an event twice: the same seq within one boot is the "
+                                 "same event. `t` is when it happened, not when it was delivered."},
+        "reply": {"address": base + "reply", "parameters": node_param, "messages": refs(reply_ids),
+                  "description": "QoS 0, not retained. One reply per command received, whichever topic carried "
+                                 "it: subscribe to `" + DEFAULT_PREFIX + "/+/reply` to collect the replies of a "
+                                 "group or broadcast command (the topic says which node answered). The reply to a "
+                                 "`reboot` or restarting `config` is sent before the node goes offline."},
+        "cmd": {"address": base + "cmd", "parameters": node_param, "messages": refs(cmd_ids),
+                "description": "Commands to one node. Publish with QoS 1 and retain false (a retained command is "
+                               "refused as stale)."},
+        "groupCmd": {"address": DEFAULT_PREFIX + "/group/{group}/cmd",
+                     "parameters": {"group": {"$ref": "#/components/parameters/group"}},
+                     "messages": refs(cmd_ids),
+                     "description": "Commands to every node listing the group in `node.groups`. Each node "
+                                    "answers on its own reply topic."},
+        "allCmd": {"address": DEFAULT_PREFIX + "/all/cmd", "messages": refs(cmd_ids),
+                   "description": "Commands to every node under the prefix. Each node answers on its own reply "
+                                  "topic."},
+    }
+
+    def chan_msgs(ch):
+        return [{"$ref": "#/channels/%s/messages/%s" % (ch, m)} for m in channels[ch]["messages"]]
+
+    operations = {
+        "sendStatus": {"action": "send", "channel": {"$ref": "#/channels/status"}, "messages": chan_msgs("status"),
+                       "summary": "Birth (QoS 0) and goodbye/Last Will (QoS 1), all retained.",
+                       "bindings": _op_binding(1, True)},
+        "sendState": {"action": "send", "channel": {"$ref": "#/channels/state"}, "messages": chan_msgs("state"),
+                      "summary": "Current state, retained.", "bindings": _op_binding(0, True)},
+        "sendTele": {"action": "send", "channel": {"$ref": "#/channels/tele"}, "messages": chan_msgs("tele"),
+                     "summary": "Telemetry.", "bindings": _op_binding(0, False)},
+        "sendEvent": {"action": "send", "channel": {"$ref": "#/channels/event"}, "messages": chan_msgs("event"),
+                      "summary": "Alarms and notable events, queued while offline.",
+                      "bindings": _op_binding(1, False)},
+        "sendReply": {"action": "send", "channel": {"$ref": "#/channels/reply"}, "messages": chan_msgs("reply"),
+                      "summary": "Replies to commands.", "bindings": _op_binding(0, False)},
+    }
+    for ch, summary in (("cmd", "Commands to this node."), ("groupCmd", "Commands to a group."),
+                        ("allCmd", "Commands to all nodes.")):
+        operations["receive" + ch[0].upper() + ch[1:]] = {
+            "action": "receive", "channel": {"$ref": "#/channels/" + ch}, "messages": chan_msgs(ch),
+            "summary": summary + " The node subscribes with QoS 1.",
+            "bindings": _op_binding(1, False),
+            "reply": {"channel": {"$ref": "#/channels/reply"}, "messages": chan_msgs("reply")},
+        }
+
+    return {
+        "asyncapi": "3.0.0",
+        "id": "urn:streetlight:node-api",
+        "info": {
+            "title": "Streetlight node MQTT API",
+            "version": API_VERSION,
+            "description": _INTRO,
+            "license": {"name": "see the repository LICENSE"},
+            "x-generated-by": "tools/contract.py - do not edit; run `python tools/contract.py`",
+        },
+        "defaultContentType": "application/json",
+        "servers": {
+            "production": {"host": "broker.city.example:8883", "protocol": "secure-mqtt", "protocolVersion": "3.1.1",
+                           "description": "The city broker (placeholder host): TLS, user/password per client, "
+                                          "ACLs per topic.",
+                           "security": [{"$ref": "#/components/securitySchemes/userPassword"}]},
+            "local": {"host": "localhost:1883", "protocol": "mqtt", "protocolVersion": "3.1.1",
+                      "description": "A broker on the test bench or the simulator (`make demo`), no TLS."},
+        },
+        "channels": channels,
+        "operations": operations,
+        "components": {
+            "messages": msgs,
+            "parameters": {
+                "nodeId": _param("The node id (`node.id`, default `n-<chip id>`): " + _ID_RULE + "."),
+                "group": _param("A group name from the nodes' `node.groups`: " + _ID_RULE + "."),
+            },
+            "securitySchemes": {"userPassword": {"type": "userPassword",
+                                                 "description": "MQTT user name and password (mqtt.user, "
+                                                                "mqtt.password); commands may also be signed, "
+                                                                "see the document description."}},
+        },
+    }
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Files.
+
+
+def _dump(doc):
+    return json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
+
+
+def outputs():
+    """{absolute path: file text} of every generated file."""
+    out = {}
+    for stem, doc in schemas().items():
+        out[os.path.join(SCHEMA_DIR, stem + ".json")] = _dump(doc)
+    out[ASYNCAPI_FILE] = _dump(asyncapi())
+    return out
+
+
+def check():
+    """Paths whose committed text differs from the generated one, plus stale schema files nobody generates."""
+    bad = []
+    want = outputs()
+    for path, text in sorted(want.items()):
+        try:
+            with open(path, encoding="utf-8") as f:
+                if f.read() != text:
+                    bad.append(path)
+        except OSError:
+            bad.append(path)
+    if os.path.isdir(SCHEMA_DIR):
+        for name in sorted(os.listdir(SCHEMA_DIR)):
+            p = os.path.join(SCHEMA_DIR, name)
+            if name.endswith(".json") and p not in want:
+                bad.append(p)
+    return bad
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    if "--check" in argv:
+        bad = check()
+        for p in bad:
+            print("out of date: %s" % os.path.relpath(p, ROOT))
+        if bad:
+            print("run: python tools/contract.py")
+            return 1
+        return 0
+    os.makedirs(SCHEMA_DIR, exist_ok=True)
+    want = outputs()
+    for name in os.listdir(SCHEMA_DIR):
+        p = os.path.join(SCHEMA_DIR, name)
+        if name.endswith(".json") and p not in want:
+            os.remove(p)
+    for path, text in sorted(want.items()):
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(text)
+    print("wrote %d files under %s" % (len(want), os.path.relpath(API_DIR, ROOT)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
