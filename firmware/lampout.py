@@ -98,6 +98,10 @@ class LampOutput:
             return False
         return True
 
+    def fading(self):
+        """True while a fade or warm-up is in progress: the node then steps the output more often."""
+        return self._fading
+
     def expected_w(self):
         """Electrical power the driven level should draw (linear in level), for metering/fault checks."""
         return self.nominal_w * self.level / 100.0 if self.relay else 0.0

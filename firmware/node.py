@@ -158,7 +158,7 @@ class Node:
 
     def next_due_ms(self, now_ms):
         due = ticks_diff(self._next_control, now_ms)
-        if self.lamp._fading or self._identify_until is not None:
+        if self.lamp.fading() or self._identify_until is not None:
             due = min(due, _FADE_STEP_MS)
         return max(0, min(due, self.link.next_due_ms(now_ms)))
 
@@ -174,7 +174,7 @@ class Node:
         if ticks_diff(now_ms, self._next_control) >= 0:
             self._next_control = ticks_add(now_ms, self.cfg["system"]["control_ms"])
             self.control_step(now_ms)
-        elif self.lamp._fading or self._identify_until is not None:
+        elif self.lamp.fading() or self._identify_until is not None:
             self._drive(now_ms)
         self.link.service(now_ms)
         if self.link.connected:
