@@ -1,8 +1,75 @@
-"""Runs first at every reset: the crash-loop guard decides normal or safe mode. Tiny, and it cannot stop the boot."""
+"""Runs first at every reset: picks the firmware slot (OTA trial and rollback), then the crash-loop guard. Never fails."""
+
+import sys
+
+
+def _choose():
+    # Only builtins until the slot is on sys.path: importing any firmware/ or drivers/ module now would pin the
+    # factory copy of that package for the whole run. firmware/ota.py writes ota.json; docs/OTA.md explains it.
+    import json
+    import os
+
+    def ok(s):
+        try:
+            return s in ("slot_a", "slot_b") and os.stat(s + "/manifest.json") is not None
+        except OSError:
+            return False
+
+    def save(d):
+        with open("ota.json.tmp", "w") as f:
+            f.write(json.dumps(d))
+        os.rename("ota.json.tmp", "ota.json")  # atomic: old or new, never a mix
+
+    def back(d, why):
+        prev = d.get("previous")
+        d = {"active": prev if ok(prev) else "factory", "previous": None, "trial": False, "boots": 0,
+             "version": d.get("from"), "result": {"kind": "ota_rollback", "version": d.get("version"),
+                                                  "reason": why, "reported": False}}
+        save(d)
+        print("boot.py: rolled back:", why)
+        return d
+
+    try:
+        with open("ota.json") as f:
+            d = json.loads(f.read())
+    except (OSError, ValueError):
+        return
+    if not isinstance(d, dict):
+        return
+    if d.get("trial") is True:
+        if d.get("boots") != 0:
+            d = back(d, "reset before the new version confirmed")
+        else:
+            d["boots"] = 1
+            save(d)
+    s = d.get("active")
+    if not ok(s):
+        return
+    sys.path.insert(0, s + "/lib")
+    sys.path.insert(0, s)
+    if d.get("trial") is True:
+        # The first boot of a new version: a module that does not even import rolls back now, not after a crash.
+        try:
+            import drivers.filestore  # noqa: F401
+            import firmware.node  # noqa: F401
+        except Exception as e:  # noqa: BLE001 — any failure of the new image means: run the previous one
+            for name in list(sys.modules):
+                if name.split(".")[0] in ("firmware", "drivers", "umqtt"):
+                    del sys.modules[name]
+            sys.path.remove(s)
+            sys.path.remove(s + "/lib")
+            d = back(d, "import failed: %r" % (e,))
+            if ok(d["active"]):
+                sys.path.insert(0, d["active"] + "/lib")
+                sys.path.insert(0, d["active"])
+
 
 try:
-    import sys
+    _choose()
+except Exception as e:  # noqa: BLE001 — whatever fails here, the node must still boot (the factory image)
+    print("boot.py ota:", repr(e))
 
+try:
     from drivers.filestore import FileStore
     from firmware import bootguard
 

@@ -32,7 +32,7 @@ import time
 from drivers.filestore import FileStore
 from firmware import astro
 from firmware.compat import mem_free as _mem_free
-from firmware.compat import ticks_diff, ticks_ms
+from firmware.compat import is_finite, ticks_diff, ticks_ms
 from firmware.schema import NAME_CHARS, Bool, Dict, Enum, Float, Int, Invalid, List, Nullable, Str
 from firmware.timebase import days_from_civil
 
@@ -167,9 +167,11 @@ _CAR_SLOT = 30  # s: at most one car per slot, so up to 120 an hour
 
 
 class SimWorld:
-    """The street around the post, from a validated sim.json (`SIM_SCHEMA.check(doc)`); pure functions of t2k."""
+    """The street around the post from a sim.json document (validated here, defaults filled in); every answer is
+    a pure function of t2k."""
 
     def __init__(self, cfg):
+        cfg = SIM_SCHEMA.check(cfg, "")  # idempotent on an already normalised document
         self.cfg = cfg
         self.seed = cfg["seed"]
         self.lat = cfg["lat"]
@@ -355,10 +357,9 @@ class SimClock:
             saved = None
         w = self.world_now()
         no_rtc = world is not None and world.fault(w, "no_rtc") is not None
-        kept = saved is not None and isinstance(saved.get("rtc_offset"), int) and not no_rtc and \
-            (cause not in _POWER_LOSS or cfg["rtc_battery"])
-        if kept:
-            self._offset = saved["rtc_offset"]
+        kept = None if saved is None else saved.get("rtc_offset")
+        if isinstance(kept, int) and not no_rtc and (cause not in _POWER_LOSS or cfg["rtc_battery"]):
+            self._offset = kept
             self.rtc_lost = False
         elif cfg["rtc_valid_at_boot"] and not no_rtc:
             self._offset = 0
@@ -402,7 +403,7 @@ class SimLamp:
 
     def set_output(self, duty):
         d = float(duty)
-        if not d - d == 0.0:  # NaN or inf
+        if not is_finite(d):
             raise ValueError("duty must be finite")
         self.duty = 0.0 if d < 0.0 else (1.0 if d > 1.0 else d)
 
@@ -475,8 +476,9 @@ class SimWdt:
     def __init__(self, files, mono_ms=None):
         self._files = files
         self._mono = mono_ms or ticks_ms
-        self.timeout_ms = None
+        self.timeout_ms = 0  # 0 = not started
         self._last = 0
+        self._pid = 0
         self._halt = False
         self._running = False
 
@@ -569,7 +571,7 @@ class SimBoard:
         self.data_dir = data_dir
         self.world = SimWorld(sim_cfg)
         files = FileStore(data_dir)  # the sim's own files, kept out of the node store's write count
-        self.clock = SimClock(sim_cfg, files, cause, real_ms, mono_ms, self.world)
+        self.clock = SimClock(self.world.cfg, files, cause, real_ms, mono_ms, self.world)
         self.store = FileStore(data_dir)
         self.lamp = SimLamp(self.world, self.clock)
         self.light = SimLight(self.world, self.clock)

@@ -8,22 +8,34 @@ except ImportError:  # CPython: a plain identity keeps the same source valid
         return x
 
 
+# ticks arithmetic with the ESP32's period (2^30), on every runtime. The unix port's native ticks wrap at 2^62,
+# so its ticks_diff would misread a board clock that wraps at 2^30 (the simulator's does, on purpose). The firmware
+# only ever takes ticks from board.clock.ticks_ms(), never from the runtime directly.
+TICKS_PERIOD = const(1 << 30)
+_TICKS_MASK = const((1 << 30) - 1)
+_TICKS_HALF = const(1 << 29)
+
+
 try:
-    from time import ticks_add, ticks_diff, ticks_ms  # noqa: F401  (MicroPython)
-except ImportError:  # CPython has no ticks_*; emulate the 2^30 wrap so host code meets what devices meet
+    from time import ticks_ms as _native_ticks_ms  # MicroPython
+except ImportError:  # CPython
     import time as _time
 
-    _TICKS_PERIOD = 1 << 30
-    _TICKS_HALF = _TICKS_PERIOD >> 1
+    def _native_ticks_ms():
+        return int(_time.monotonic() * 1000)
 
-    def ticks_ms():
-        return int(_time.monotonic() * 1000) & (_TICKS_PERIOD - 1)
 
-    def ticks_add(t, delta):
-        return (t + delta) & (_TICKS_PERIOD - 1)
+def ticks_ms():
+    """The runtime's monotonic ms, folded to the 2^30 period. For drivers (board clocks) only."""
+    return _native_ticks_ms() & _TICKS_MASK
 
-    def ticks_diff(a, b):
-        return ((a - b + _TICKS_HALF) & (_TICKS_PERIOD - 1)) - _TICKS_HALF
+
+def ticks_add(t, delta):
+    return (t + delta) & _TICKS_MASK
+
+
+def ticks_diff(a, b):
+    return ((a - b + _TICKS_HALF) & _TICKS_MASK) - _TICKS_HALF
 
 
 try:

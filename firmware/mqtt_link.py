@@ -115,6 +115,7 @@ class Link:
         self.failures = 0
         self.drops = 0
         self.dropped_events = 0
+        self.acked_events = 0
         self.oversize = 0
         self.tx_bytes = 0
         self.rx_bytes = 0
@@ -211,6 +212,7 @@ class Link:
         if self._inflight_pid and pid == self._inflight_pid:
             self._queue.pop(0)
             self._inflight_pid = 0
+            self.acked_events += 1
 
     def on_pingresp(self):
         pass  # receiving anything already refreshed _last_rx

@@ -12,7 +12,7 @@ from firmware import astro, bootguard, startup
 from firmware import config as configmod
 from firmware.clo import clo_level
 from firmware.commands import Inbox, Rejected, error_reply
-from firmware.compat import const, mem_free, print_exception, ticks_add, ticks_diff, ticks_ms
+from firmware.compat import const, mem_free, print_exception, ticks_add, ticks_diff
 from firmware.control import Controller
 from firmware.faults import FaultMonitor
 from firmware.lampout import LampOutput
@@ -87,7 +87,7 @@ class Node:
         self._next_control = 0
         self._identify_until = None
         self._lit_since = None  # ticks when the relay last closed (warm-up for the fault checks)
-        self._boot_ms = ticks_ms()
+        self._boot_ms = self.board.clock.ticks_ms()
         self._healthy_done = False
         self._pending_reset = None
         self.trial = False  # set by startup when this config is on trial after a remote change
@@ -120,9 +120,9 @@ class Node:
             # An override with an end time cannot be judged without a clock: the program (or photocell) decides.
             self.log.add(now, "override dropped: no valid time to judge its expiry")
             self.override = None
-        t = ticks_ms()
+        t = self.board.clock.ticks_ms()
         self.control_step(t)
-        self.boot_decision_ms = ticks_diff(ticks_ms(), self._boot_ms)
+        self.boot_decision_ms = ticks_diff(self.board.clock.ticks_ms(), self._boot_ms)
         b.wdt.start(self.cfg["system"]["wdt_ms"])
         mq = self.cfg["mqtt"]
         will = json.dumps({"online": False}).encode()
@@ -152,9 +152,9 @@ class Node:
     def run(self, poller):
         self.start(poller)
         while True:
-            now = ticks_ms()
+            now = self.board.clock.ticks_ms()
             self.tick(now)
-            self.link.wait(self.next_due_ms(ticks_ms()))
+            self.link.wait(self.next_due_ms(self.board.clock.ticks_ms()))
 
     def next_due_ms(self, now_ms):
         due = ticks_diff(self._next_control, now_ms)
@@ -271,7 +271,7 @@ class Node:
             "v": None if r is None else round(r[0], 1), "a": None if r is None else round(r[1], 3),
             "w": None if r is None else round(r[2], 1), "pf": None if r is None else round(r[3], 2),
             "energy_wh": c["energy_wh"], "burn_h": c["burn_h"], "rssi": self.board.net.rssi(),
-            "heap_free": mem_free(), "uptime_s": ticks_diff(ticks_ms(), self._boot_ms) // 1000,
+            "heap_free": mem_free(), "uptime_s": ticks_diff(self.board.clock.ticks_ms(), self._boot_ms) // 1000,
             "link": {"connects": link.connects, "drops": link.drops, "queued": link.queued(),
                      "dropped": link.dropped_events},
         }
@@ -381,13 +381,13 @@ class Node:
             d = cmd["duration_s"]
             self.override = {"level": cmd["level"], "until": None if d is None else now + d}
             self.state_file.dirty = True
-            self.control_step(ticks_ms())  # act now, not at the next tick: the reply tells the new level
+            self.control_step(self.board.clock.ticks_ms())  # act now, not at the next tick: the reply tells the new level
             ok["level"] = self.level
             ok["until"] = None if d is None else _unix(now + d)
         elif kind == "clear":
             self.override = None
             self.state_file.dirty = True
-            self.control_step(ticks_ms())
+            self.control_step(self.board.clock.ticks_ms())
             ok["level"] = self.level
             ok["reason"] = self.reason
         elif kind == "get":
@@ -400,9 +400,13 @@ class Node:
                 ok["log"] = self.log.lines()
             else:
                 ok["counters"] = self.meter.counters()
-                ok["link"] = {"connects": self.link.connects, "drops": self.link.drops, "failures": self.link.failures,
-                              "dropped_events": self.link.dropped_events, "oversize": self.link.oversize,
-                              "rejected": self.inbox.rejected, "state_writes_today": self.state_file.writes_today}
+                link = self.link
+                ok["link"] = {"connects": link.connects, "drops": link.drops, "failures": link.failures,
+                              "oversize": link.oversize, "rejected": self.inbox.rejected,
+                              "last_error": link.last_error, "tx_bytes": link.tx_bytes, "rx_bytes": link.rx_bytes}
+                ok["events"] = {"produced": self.seq, "acked": link.acked_events, "queued": link.queued(),
+                                "dropped": link.dropped_events}
+                ok["flash"] = {"state_writes_today": self.state_file.writes_today, "store_writes": self.store.writes}
         elif kind == "time":
             accepted, why, delta = self.time.offer("cmd", cmd["utc"] - T2K_UNIX_OFFSET, now)
             if not accepted:
@@ -413,7 +417,7 @@ class Node:
             self.log.add(now + delta, "time set by command (%s, %+d s)" % (why, delta))
             ok["delta_s"] = delta
         elif kind == "identify":
-            self._identify_until = ticks_add(ticks_ms(), cmd["seconds"] * 1000)
+            self._identify_until = ticks_add(self.board.clock.ticks_ms(), cmd["seconds"] * 1000)
             ok["seconds"] = cmd["seconds"]
         elif kind == "reboot":
             self._pending_reset = "safe" if cmd["safe"] else "reboot"

@@ -1,4 +1,4 @@
-"""Signed commands: HMAC-SHA256 over a canonical form of the command, bound to its target, with expiry and replay checks.
+"""Signed commands: HMAC-SHA256 over a canonical form of a command, bound to its target, with expiry and replay checks.
 
 What is signed (the host signer in tools/signing.py uses this very module, so both sides make the same bytes):
 
@@ -16,10 +16,14 @@ What is signed (the host signer in tools/signing.py uses this very module, so bo
   as its UTF-8 bytes. node_key signs commands on the node's own topic, group_key those on group/broadcast topics.
 
 Checks, in order (the first failure is the reply text; none of them ever contains a key):
-"unsigned command refused", "signed commands need ts", "no key for node commands" / "no key for group commands",
-"bad signature", "expired" (valid time only: ts older than max_age_s or more than 120 s ahead), "replayed" (an id
-already accepted and not yet expired). Without valid time the signature and the replay cache are all that protect
-(see SECURITY.md). The replay cache holds 64 ids; ids whose command has expired leave first, then the oldest.
+"unsigned command refused", "signed commands need ts", "not addressed to this node" (an exact target that is not
+this node's), "no key for node commands" / "no key for group commands", "bad signature", "expired" (valid time
+only: ts older than max_age_s or more than 120 s ahead), "replayed" (an id already accepted and not yet expired).
+Without valid time the signature and the replay cache are all that protect (see SECURITY.md). The replay cache
+holds 64 ids; ids whose command has expired leave first, then the oldest.
+
+The caller says where a command came from: the exact target of its topic (`target_for_topic`), or just
+False/True for "own topic"/"group or broadcast topic", in which case every target the node answers to is tried.
 """
 
 import binascii
@@ -31,12 +35,16 @@ _BLOCK = const(64)  # SHA-256 block size: RFC 2104's B
 _FUTURE_SLACK_S = const(120)  # same slack as commands.py: a sender's clock may run a little ahead of the node's
 _T2K_UNIX = const(946684800)  # Unix seconds at 2000-01-01 (ts is Unix time; the node's clock counts from 2000)
 REPLAY_IDS = const(64)
+_CHUNK = const(128)  # canonical text is hashed in pieces of about this many characters
 _HEX = "0123456789abcdefABCDEF"
 
 
 def hmac_sha256(key, msg):
     """RFC 2104 HMAC with SHA-256 (MicroPython has hashlib.sha256 but no hmac module). key, msg: bytes."""
-    return _Mac(key).digest(msg)
+    mac = _Mac(key)
+    inner = mac.start()
+    inner.update(msg)
+    return mac.finish(inner)
 
 
 class _Mac:
@@ -49,9 +57,11 @@ class _Mac:
         self._ipad = bytes(b ^ 0x36 for b in key)
         self._opad = bytes(b ^ 0x5C for b in key)
 
-    def digest(self, msg):
-        inner = hashlib.sha256(self._ipad)
-        inner.update(msg)
+    def start(self):
+        """The inner hash, keyed: feed the message to its update()."""
+        return hashlib.sha256(self._ipad)
+
+    def finish(self, inner):
         outer = hashlib.sha256(self._opad)
         outer.update(inner.digest())
         return outer.digest()
@@ -75,8 +85,32 @@ def key_bytes(key):
 # --- canonical form ------------------------------------------------------------------------------------------------
 
 
-def _string(s, out):
-    out.append('"')
+class _Writer:
+    """Gathers canonical text in small pieces and hands it on as bytes (to a hash's update, or a list's append).
+
+    Streaming keeps the memory of signing a large command (a full program set) to a few hundred bytes: a list of
+    every piece, as a first version had, grew to 32 KB for a 6 KB command."""
+
+    def __init__(self, sink):
+        self.sink = sink
+        self.parts = []
+        self.n = 0
+
+    def write(self, text):
+        self.parts.append(text)
+        self.n += len(text)
+        if self.n >= _CHUNK or len(self.parts) >= 32:
+            self.flush()
+
+    def flush(self):
+        if self.parts:
+            self.sink("".join(self.parts).encode())
+            self.parts = []
+            self.n = 0
+
+
+def _string(s, w):
+    w.write('"')
     start = 0
     i = 0
     n = len(s)
@@ -85,52 +119,52 @@ def _string(s, out):
         o = ord(c)
         if o < 0x20 or o > 0x7E or c == '"' or c == "\\":
             if start < i:
-                out.append(s[start:i])
+                w.write(s[start:i])
             if c == '"' or c == "\\":
-                out.append("\\" + c)
+                w.write("\\" + c)
             elif o > 0xFFFF:  # outside the BMP: a UTF-16 surrogate pair, as JSON spells it
                 o -= 0x10000
-                out.append("\\u%04x\\u%04x" % (0xD800 + (o >> 10), 0xDC00 + (o & 0x3FF)))
+                w.write("\\u%04x\\u%04x" % (0xD800 + (o >> 10), 0xDC00 + (o & 0x3FF)))
             else:
-                out.append("\\u%04x" % o)
+                w.write("\\u%04x" % o)
             start = i + 1
         i += 1
     if start < n:
-        out.append(s[start:] if start else s)
-    out.append('"')
+        w.write(s[start:] if start else s)
+    w.write('"')
 
 
-def _value(v, out):
+def _value(v, w):
     if v is None:
-        out.append("null")
+        w.write("null")
     elif v is True:
-        out.append("true")
+        w.write("true")
     elif v is False:
-        out.append("false")
+        w.write("false")
     elif isinstance(v, int):
-        out.append(str(v))
+        w.write(str(v))
     elif isinstance(v, float):
         if v - v != 0.0:  # inf and nan: no JSON spelling both runtimes agree on
             raise ValueError("non-finite number")
-        out.append("%.6g" % v)
+        w.write("%.6g" % v)
     elif isinstance(v, str):
-        _string(v, out)
+        _string(v, w)
     elif isinstance(v, dict):
-        _object(v, out, None)
+        _object(v, w, None)
     elif isinstance(v, (list, tuple)):
-        out.append("[")
+        w.write("[")
         first = True
         for x in v:
             if not first:
-                out.append(",")
+                w.write(",")
             first = False
-            _value(x, out)
-        out.append("]")
+            _value(x, w)
+        w.write("]")
     else:
         raise ValueError("cannot sign a %s" % type(v).__name__)
 
 
-def _object(d, out, skip):
+def _object(d, w, skip):
     keys = []
     for k in d:
         if not isinstance(k, str):
@@ -138,29 +172,43 @@ def _object(d, out, skip):
         if k != skip:
             keys.append(k)
     keys.sort()  # UTF-8 byte order (MicroPython) equals code point order (CPython)
-    out.append("{")
+    w.write("{")
     first = True
     for k in keys:
         if not first:
-            out.append(",")
+            w.write(",")
         first = False
-        _string(k, out)
-        out.append(":")
-        _value(d[k], out)
-    out.append("}")
+        _string(k, w)
+        w.write(":")
+        _value(d[k], w)
+    w.write("}")
+
+
+def _feed(doc, sink):
+    if not isinstance(doc, dict):
+        raise ValueError("a command is an object")
+    w = _Writer(sink)
+    _object(doc, w, "sig")
+    w.flush()
 
 
 def canonical(doc):
     """The command `doc` (a dict) without its "sig", as canonical ASCII bytes. ValueError for unsignable values."""
-    if not isinstance(doc, dict):
-        raise ValueError("a command is an object")
-    out = []
-    _object(doc, out, "sig")
-    return "".join(out).encode()
+    chunks = []
+    _feed(doc, chunks.append)
+    return b"".join(chunks)
 
 
 def signed_bytes(doc, target):
+    """Exactly the bytes the HMAC covers (for tests and for reading; signing streams them instead)."""
     return target.encode() + b"\n" + canonical(doc)
+
+
+def _digest(mac, doc, target):
+    inner = mac.start()
+    inner.update(target.encode() + b"\n")
+    _feed(doc, inner.update)
+    return mac.finish(inner)
 
 
 def sign_hex(doc, key, target):
@@ -168,7 +216,7 @@ def sign_hex(doc, key, target):
     kb = key_bytes(key)
     if kb is None:
         raise ValueError("key must be >= 32 hex digits or >= 16 characters")
-    return binascii.hexlify(hmac_sha256(kb, signed_bytes(doc, target))).decode()
+    return binascii.hexlify(_digest(_Mac(kb), doc, target)).decode()
 
 
 def target_for_topic(topic, prefix):
@@ -226,6 +274,9 @@ class Verifier:
         if ts is None:
             return "signed commands need ts"
         if isinstance(route, str):
+            if route != "all" and route != "node:%s" % self.node_id and \
+                    not (route.startswith("group:") and route[6:] in self.groups):
+                return "not addressed to this node"
             targets = (route,)
             group = not route.startswith("node:")
         elif route:
@@ -241,16 +292,17 @@ class Verifier:
             return "no key for group commands" if group else "no key for node commands"
         if not isinstance(sig, str) or len(sig) != 64:
             return "bad signature"
+        ok = False
         try:
             want = binascii.unhexlify(sig)
-            body = canonical(doc)
+            # One streamed pass per candidate target (hashlib on MicroPython cannot copy a hash state); with an
+            # exact target from the topic there is only one.
+            for t in targets:
+                if _same(_digest(mac, doc, t), want):
+                    ok = True
+                    break
         except ValueError:
             return "bad signature"
-        ok = False
-        for t in targets:
-            if _same(mac.digest(t.encode() + b"\n" + body), want):
-                ok = True
-                break
         if not ok:
             return "bad signature"
         expires = None

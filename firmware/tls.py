@@ -50,8 +50,10 @@ def client_context(tls_cfg):
         raise ValueError("mqtt.tls.ca: certificate refused (%s)" % _short(e))
     cert = tls_cfg.get("client_cert")
     key = tls_cfg.get("client_key")
-    if (cert is None) != (key is None):
-        raise ValueError("mqtt.tls: client_cert and client_key go together")
+    if cert is None and key is not None:
+        raise ValueError("mqtt.tls.client_cert: needed with client_key")
+    if key is None and cert is not None:
+        raise ValueError("mqtt.tls.client_key: needed with client_cert")
     if cert is not None:
         cert_der = der_from_b64(cert, "mqtt.tls.client_cert")
         key_der = der_from_b64(key, "mqtt.tls.client_key")

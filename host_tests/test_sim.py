@@ -22,7 +22,7 @@ def _local(h, m=0):
 
 
 def _world(**kw):
-    return SimWorld(SIM_SCHEMA.check(kw))
+    return SimWorld(kw)  # SimWorld validates and fills in the defaults itself
 
 
 def _tmpdir():
@@ -479,6 +479,8 @@ def test_sim_schema_defaults_and_refusals():
     raises(Invalid, SIM_SCHEMA.check, {"faults": [{"kind": "gremlins", "from": 0}]})
     raises(Invalid, SIM_SCHEMA.check, {"speed": 0})
     raises(Invalid, SIM_SCHEMA.check, {"ticks_offset": TICKS_MASK + 1})
+    raises(Invalid, SimWorld, {"cloudiness": 2})
+    assert SimWorld({"seed": 3}).cfg["lat"] == -0.95
 
 
 def test_load_sim_from_data_dir():

@@ -38,7 +38,7 @@ def available_kinds():
 class Broker:
     """One broker process. `extra_conf` adds mosquitto configuration lines (TLS listeners, ACLs...)."""
 
-    def __init__(self, kind="auto", port=None, extra_conf="", listener=True):
+    def __init__(self, kind="auto", port=None, extra_conf="", listener=True, persistence=False):
         if kind == "auto":
             kind = available_kinds()[0]
         self.kind = kind
@@ -46,6 +46,7 @@ class Broker:
         self.port = port or free_port()
         self.extra_conf = extra_conf
         self.listener = listener
+        self.persistence = persistence  # mosquitto only: sessions and queued messages survive a restart
         self.dir = tempfile.mkdtemp(prefix="broker-")
         self.proc = None
         self.log_path = os.path.join(self.dir, "broker.log")
@@ -56,7 +57,11 @@ class Broker:
             with open(conf, "w") as f:
                 if self.listener:
                     f.write("listener %d 127.0.0.1\nallow_anonymous true\n" % self.port)
-                f.write("persistence false\nlog_dest stderr\nlog_type error\nlog_type warning\n")
+                if self.persistence:
+                    f.write("persistence true\npersistence_location %s/\n" % self.dir)
+                else:
+                    f.write("persistence false\n")
+                f.write("log_dest stderr\nlog_type error\nlog_type warning\n")
                 f.write("max_keepalive 65535\n")
                 if os.geteuid() == 0:
                     f.write("user root\n")  # as root mosquitto would drop to a user that cannot read our files

@@ -76,7 +76,7 @@ def _paths(outdir, name):
 
 
 def make_certs(outdir, clients=("client",)):
-    """Write the test PKI into outdir (created if needed); returns name → paths. Raises RuntimeError without openssl."""
+    """Write the test PKI into outdir (created if needed); returns name → paths. RuntimeError without openssl."""
     if not openssl_path():
         raise RuntimeError("the openssl command is not installed")
     os.makedirs(outdir, exist_ok=True)

@@ -7,7 +7,7 @@ true to firmware/node.py (state_doc, tele_doc, _event*, execute, error_reply, on
     python tools/contract.py           write docs/api/schemas/*.json and docs/api/asyncapi.yaml
     python tools/contract.py --check   exit 1 when the committed files differ from what would be written
 
-For tests (host-side, CPython only):
+For tests (host-side, CPython only; `from tools.contract import validate_message, topic_kind`):
     validate_message(kind, payload)  None, or raises jsonschema.ValidationError naming the path
     topic_kind(topic, prefix)        "status" | "state" | "tele" | "event" | "reply" | "cmd" for an MQTT topic
 
@@ -15,7 +15,6 @@ asyncapi.yaml is written as JSON (JSON is YAML 1.2) because the project venv car
 tool reads it as YAML.
 """
 
-import copy
 import json
 import os
 import re
@@ -27,7 +26,8 @@ if ROOT not in sys.path:
 
 from firmware import commands, faults, program  # noqa: E402
 from firmware import config as configmod  # noqa: E402
-from firmware.schema import NAME_CHARS, REQUIRED, Bool, Dict, Enum, Field, Float, Int, Invalid, List, Nullable, Str  # noqa: E402,E501
+from firmware.schema import (  # noqa: E402
+    NAME_CHARS, REQUIRED, Bool, Dict, Enum, Field, Float, Int, Invalid, List, Nullable, Str)
 
 API_DIR = os.path.join(ROOT, "docs", "api")
 SCHEMA_DIR = os.path.join(API_DIR, "schemas")
@@ -112,9 +112,19 @@ class AnyOf(Field):
         return s
 
 
+class Out(Dict):
+    """An object the node sends: every key not wrapped in Opt() is always present (null-able ones included)."""
+
+    def to_json_schema(self):
+        s = Dict.to_json_schema(self)
+        req = [k for k, f in self.fields.items() if not isinstance(f, Opt)]
+        if req:
+            s["required"] = req
+        return s
+
+
 def _out(fields, doc=""):
-    """An outgoing object: every key not wrapped in Opt() is always present."""
-    return Dict(fields, doc=doc)
+    return Out(fields, doc=doc)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -238,8 +248,21 @@ def _ok(name, fields, doc):
     return _out(d, doc)
 
 
-LINK_COUNTERS = _out({k: Int(0, U31) for k in ("connects", "drops", "failures", "dropped_events", "oversize",
-                                                "rejected", "state_writes_today")})
+U53 = 2 ** 53 - 1  # byte counters grow for years; JSON readers keep integers exact up to here
+LINK_COUNTERS = _out({
+    "connects": Int(0, U31), "drops": Int(0, U31), "failures": Int(0, U31, doc="failed connection attempts"),
+    "oversize": Int(0, U31, doc="incoming messages discarded unread for their size"),
+    "rejected": Int(0, U31, doc="commands refused"),
+    "last_error": Str(400, doc="why the link last failed or dropped; empty when it never did"),
+    "tx_bytes": Int(0, U53), "rx_bytes": Int(0, U53),
+})
+EVENT_COUNTERS = _out({
+    "produced": Int(0, U31, doc="events made since boot (the last seq)"),
+    "acked": Int(0, U31, doc="events the broker acknowledged"),
+    "queued": Int(0, 256, doc="events waiting for the broker"),
+    "dropped": Int(0, U31, doc="events lost because the offline queue was full"),
+})
+FLASH_COUNTERS = _out({"state_writes_today": Int(0, U31), "store_writes": Int(0, U31)})
 COUNTERS = _out({"energy_wh": ENERGY_WH, "burn_h": BURN_H, "switch_ons": Int(0, U31),
                  "supply_losses": Int(0, U31)})
 LOG_LINE = Pattern(200, "^[0-9]+ ", doc="\"<seconds since 2000-01-01 UTC> <text>\"")
@@ -252,7 +275,8 @@ REPLIES = {
         _ok("get", {"state": STATE}, "what=state"),
         _ok("get", {"config": Field()}, "what=config (schema filled in by config_schema())"),
         _ok("get", {"log": List(LOG_LINE, 200)}, "what=log, oldest first"),
-        _ok("get", {"counters": COUNTERS, "link": LINK_COUNTERS}, "what=counters"),
+        _ok("get", {"counters": COUNTERS, "link": LINK_COUNTERS, "events": EVENT_COUNTERS, "flash": FLASH_COUNTERS},
+            "what=counters"),
     ], doc="The state, the config (secrets \"***\"), the log ring or the counters."),
     "program": _ok("program", {}, "Programs (and calendar) stored and in force."),
     "config": _ok("config", {"restart": Bool(doc="true: the node restarts to apply it (status goes offline with "
@@ -321,7 +345,7 @@ def config_schema(redacted=False):
                 parent = _at(parent, "properties", k)
             parent = _at(parent, "properties")
             parent[path[-1]] = {"anyOf": [{"const": "***"}, parent[path[-1]]],
-                                              "description": "secret: \"***\" when set, null when not"}
+                                "description": "secret: reported as \"***\" when set"}
     return s
 
 
@@ -337,7 +361,8 @@ def _patch_of(field, name=""):
 
 
 def config_patch_schema():
-    sections = configmod.SCHEMA.fields
+    # commands._Section takes objects only: a list section (the calendar) is changed with the program command.
+    sections = {k: f for k, f in configmod.SCHEMA.fields.items() if f.json_type == "object"}
     s = {"type": "object", "description": "sections of the configuration, each partial: objects are merged key by "
                                           "key into the running config, everything else replaces; the result is "
                                           "validated as a whole (cross-field rules included) before it is stored",
@@ -524,10 +549,13 @@ command has `ts`, a command older than `security.max_age_s` (default 300 s) or m
 refused as stale. A command whose `id` the node has seen among its last 24 is not run again: the node re-sends the
 reply it gave the first time (byte for byte), so a client may retry with the same id safely.
 
-Signing: when the node is configured with `security.require_signed`, every command must carry `sig`, an HMAC-SHA256
-(64 lower-case hex digits) made with the node key on the node's own topic and with the group key on group and
-broadcast topics; the exact signed bytes are defined in SECURITY.md. Unsigned or badly signed commands get an error
-reply and do nothing. Use TLS (port 8883) and broker ACLs so only operators may publish to `.../cmd`.
+Signing: when the node is configured with `security.require_signed`, every command must carry `ts` and `sig`, an
+HMAC-SHA256 (64 lower-case hex digits) over the command's target (`node:<id>`, `group:<name>` or `all`) and its
+canonical JSON without `sig`, made with the node key on the node's own topic and with the group key on group and
+broadcast topics (firmware/signing.py and SECURITY.md define the bytes; tools/signing.py makes them). A signature
+is bound to its target, and an accepted id is not accepted again while its `ts` is fresh. Unsigned, badly signed,
+expired or replayed commands get an error reply and do nothing. Use TLS (port 8883) and broker ACLs so that only
+operators may publish to `.../cmd`.
 """
 
 

@@ -13,11 +13,12 @@ import paho.mqtt.client as mqtt
 
 class Operator:
     def __init__(self, host, port, prefix="city/lights", client_id=None, user=None, password=None, tls=None,
-                 signer=None):
+                 signer=None, clean_session=True):
         self.prefix = prefix
         self.signer = signer  # callable(doc, node_or_group) → doc with "sig", for signed fleets
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id or "op-" + uuid.uuid4().hex[:8],
-                                  protocol=mqtt.MQTTv311)
+                                  protocol=mqtt.MQTTv311, clean_session=clean_session)
+        self.client.reconnect_delay_set(0.1, 1)
         if user is not None:
             self.client.username_pw_set(user, password)
         if tls is not None:

@@ -173,6 +173,8 @@ class VirtualNode:
     def _supervise(self):
         while True:
             proc = self._proc
+            if proc is None:
+                return
             rc = proc.wait()
             with self._cv:
                 code = self._classify(rc)
@@ -217,8 +219,9 @@ class VirtualNode:
             if supervised:
                 boots = self.boots
                 self._next_cause = cause
-                if self._proc.poll() is None:
-                    self._proc.send_signal(signal.SIGKILL)
+                proc = self._proc
+                if proc is not None and proc.poll() is None:
+                    proc.send_signal(signal.SIGKILL)
                 if not self._cv.wait_for(lambda: self.boots > boots or self.returncode is not None, timeout):
                     raise TimeoutError("node did not restart")
                 return self

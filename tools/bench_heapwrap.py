@@ -1,0 +1,65 @@
+"""Benchmark harness (MicroPython unix port): boots the real node like boot+main, sampling its GC heap as it runs.
+
+Run by tools/bench.py as the node's script (VirtualNode(main=this file)), with cwd = the node's data directory:
+
+    micropython tools/bench_heapwrap.py
+
+It does what `micropython -c "import boot; import main"` does, after wrapping `firmware.node.Node.tick` — here, in
+this harness only; the firmware is not changed — so that every BENCH_SAMPLE_MS of real time (default 200) the
+wrapper runs gc.collect() and appends one JSON line to BENCH_HEAP_OUT (default bench_heap.jsonl in the cwd):
+
+    {"ms": real ticks, "now": the node's RTC t2k, "live": gc.mem_alloc() after the collect, "free": gc.mem_free(),
+     "writes": store.writes, "tx": link.tx_bytes, "conn": link.connects}
+
+`live` is the heap the node really holds (garbage removed) at a quiet point between ticks. (micropython.mem_peak()
+is not used: on the unix port it sums m_malloc calls and never subtracts what the GC frees, so it only grows.) A device never sees
+these collections, so they cost some CPU here: do not measure CPU with this wrapper.
+
+With BENCH_MPY_DIR set, that directory (a tree of .mpy files from `mpy-cross` for the host, no -march) goes first on
+sys.path, so every module is loaded as precompiled bytecode — what a device with .mpy files in flash sees — instead
+of being compiled from source in the heap.
+"""
+
+import gc
+import os
+import sys
+
+_mpy = os.getenv("BENCH_MPY_DIR")
+if _mpy:
+    sys.path.insert(0, _mpy)
+
+_out = os.getenv("BENCH_HEAP_OUT") or "bench_heap.jsonl"
+_every = int(os.getenv("BENCH_SAMPLE_MS") or "200")
+_last = [None]
+
+
+def _sample(node, now_ms):
+    gc.collect()
+    live = gc.mem_alloc()
+    free = gc.mem_free()
+    link = node.link
+    line = '{"ms": %d, "now": %d, "live": %d, "free": %d, "writes": %d, "tx": %d, "conn": %d}\n' % (
+        now_ms, node.board.clock.now(), live, free, node.store.writes,
+        link.tx_bytes if link is not None else 0, link.connects if link is not None else 0)
+    with open(_out, "a") as f:
+        f.write(line)
+
+
+import boot  # noqa: E402, F401  (the crash-loop guard, as on the device: before main)
+from firmware import node as _nodemod  # noqa: E402
+from firmware.compat import ticks_diff  # noqa: E402  (the board's ticks wrap at 2^30: native ticks_diff would not)
+
+_tick = _nodemod.Node.tick
+
+
+def _tick_sampled(self, now_ms):
+    _tick(self, now_ms)
+    last = _last[0]
+    if last is None or ticks_diff(now_ms, last) >= _every:
+        _last[0] = now_ms
+        _sample(self, now_ms)
+
+
+_nodemod.Node.tick = _tick_sampled
+gc.collect()
+import main  # noqa: E402, F401  (runs the node forever)
