@@ -12,7 +12,7 @@ Two clocks, kept apart on purpose (docs/DESIGN.md, "Real time vs world time"):
   power_on/brownout) it restarts at 0 = 2000-01-01 00:00 like an ESP32 without a backup battery, unless
   sim.json says `rtc_battery` (keeps its offset) or `rtc_valid_at_boot` (comes up right). A watchdog or soft
   reset keeps it running, as the ESP32's RTC does. The fault "no_rtc" loses it at every boot.
-`clock.ticks_ms()` is real monotonic time (+ `ticks_offset`), masked to 30 bits like a 32-bit port.
+`clock.ticks_ms()` is real monotonic ms since boot (+ `ticks_offset`), masked to 30 bits like a 32-bit port.
 
 Watchdog: the unix port has no machine.WDT, no os._exit and no signal module, a SystemExit raised in a thread ends
 only that thread, and exceptions from micropython.schedule callbacks are printed and swallowed — so no thread can
@@ -347,7 +347,10 @@ class SimClock:
         self._files = files
         self.start_t2k = cfg["start_t2k"]
         self.speed = cfg["speed"]
+        # Ticks count from this boot, starting at ticks_offset (like a device whose counter restarts at reset), so
+        # ticks_offset = 2**30 - 3000 means "the counter wraps 3 s after boot" whatever the host's uptime.
         self.ticks_offset = cfg["ticks_offset"]
+        self._mono0 = self._mono()
         saved = _load_json(files, CLOCK_FILE) if files is not None else None
         if saved is not None and saved.get("start_t2k") == self.start_t2k and saved.get("speed") == self.speed \
                 and isinstance(saved.get("origin_ms"), int):
@@ -387,7 +390,7 @@ class SimClock:
         self._save()  # the RTC keeps this through a soft reset
 
     def ticks_ms(self):
-        return (self._mono() + self.ticks_offset) & TICKS_MASK
+        return (self._mono() - self._mono0 + self.ticks_offset) & TICKS_MASK
 
 
 class SimLamp:

@@ -14,6 +14,7 @@ before anything acts, in this order, and the first failure is the reply:
 import json
 
 from firmware import program
+from firmware.ota import MANIFEST_SCHEMA
 from firmware.compat import const
 from firmware.schema import Bool, Dict, Enum, Int, Invalid, Map, Nullable, OneOf, Str, depth_ok
 from firmware.timebase import T2K_UNIX_OFFSET
@@ -21,6 +22,36 @@ from firmware.timebase import T2K_UNIX_OFFSET
 ID_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.:"
 _REMEMBERED_IDS = const(24)
 _FUTURE_SLACK_S = const(120)
+_MAX_DEPTH = const(8)
+_MAX_ERROR = const(256)
+
+
+def nesting_ok(payload, limit):
+    """True when the JSON text opens no more than `limit` nested arrays/objects. Checked on the bytes BEFORE
+    json.loads: a small message of a thousand '[' would otherwise exhaust the parser (RecursionError on CPython,
+    MemoryError on a small MicroPython heap) — one message from anyone allowed on the topic would crash the node."""
+    if payload.count(b"[") + payload.count(b"{") <= limit:
+        return True  # the usual case, decided at C speed
+    depth = 0
+    in_str = False
+    esc = False
+    for b in payload:
+        if in_str:
+            if esc:
+                esc = False
+            elif b == 0x5C:  # backslash
+                esc = True
+            elif b == 0x22:  # quote
+                in_str = False
+        elif b == 0x22:
+            in_str = True
+        elif b == 0x5B or b == 0x7B:
+            depth += 1
+            if depth > limit:
+                return False
+        elif b == 0x5D or b == 0x7D:
+            depth -= 1
+    return True
 
 
 def _command(name, fields, doc):
@@ -70,6 +101,14 @@ COMMANDS = {
         "safe": Bool(False, doc="come back in safe mode"),
     }, "Restart the node after replying."),
     "calibrate": _command("calibrate", {}, "Learn the healthy lamp's current at each dim level (takes minutes)."),
+    "ota_begin": _command("ota_begin", {
+        "manifest": MANIFEST_SCHEMA,
+        "manifest_sig": Str(64, minlen=64, charset="0123456789abcdef", doc="HMAC-SHA256 of the manifest, update key"),
+        "force": Bool(False, doc="allow a version older than the running one"),
+    }, "Start (or resume) an update: the signed manifest of the new image; chunks follow on <node>/ota."),
+    "ota_status": _command("ota_status", {}, "Running version, slots, trial, the transfer in progress, last outcome."),
+    "ota_commit": _command("ota_commit", {}, "Verify the staged image from flash, switch to it (on trial), restart."),
+    "ota_abort": _command("ota_abort", {}, "Drop the transfer in progress and empty the spare slot."),
 }
 
 
@@ -85,7 +124,8 @@ class Rejected(Exception):
 
 
 def error_reply(cmd_id, cmd, error, stale=False):
-    r = {"id": cmd_id, "ok": False, "error": error}
+    # Errors may quote the sender's own field names: bound them so a reply never echoes a huge payload.
+    r = {"id": cmd_id, "ok": False, "error": error if len(error) <= _MAX_ERROR else error[:_MAX_ERROR - 3] + "..."}
     if cmd:
         r["cmd"] = cmd
     if stale:
@@ -102,7 +142,7 @@ class Inbox:
         self._ids = []  # [(id, reply_bytes)], oldest first
         self.rejected = 0
 
-    def check(self, payload, retained, now_t2k, time_valid, max_age_s, group_key=False):
+    def check(self, payload, retained, now_t2k, time_valid, max_age_s, route=False):
         cmd_id = None
         try:
             if len(payload) > self.max_bytes:
@@ -111,6 +151,8 @@ class Inbox:
                 text = payload.decode("utf-8")
             except UnicodeError:
                 raise Invalid("", "payload is not UTF-8")
+            if not nesting_ok(payload, _MAX_DEPTH):
+                raise Invalid("", "nested too deeply")
             try:
                 doc = json.loads(text)
             except ValueError:
@@ -119,7 +161,7 @@ class Inbox:
                 raise Invalid("", "payload must be a JSON object")
             if isinstance(doc.get("id"), str) and len(doc["id"]) <= 40:
                 cmd_id = doc["id"]
-            if not depth_ok(doc, 8):
+            if not depth_ok(doc, _MAX_DEPTH):
                 raise Invalid("", "nested too deeply")
             cmd = COMMAND.check(doc, "")
         except Invalid as e:
@@ -128,8 +170,10 @@ class Inbox:
         if retained:
             self.rejected += 1
             raise Rejected(error_reply(cmd["id"], cmd["cmd"], "retained commands are ignored", stale=True))
+        if self.previous_reply(cmd["id"]) is not None:
+            return cmd  # a repeat (e.g. a QoS 1 re-delivery): the node answers with the first reply, acts not again
         if self.verifier is not None:
-            reason = self.verifier.verify(doc, now_t2k, time_valid, group_key)
+            reason = self.verifier.verify(doc, now_t2k, time_valid, route)
             if reason:
                 self.rejected += 1
                 raise Rejected(error_reply(cmd["id"], cmd["cmd"], reason))

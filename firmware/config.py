@@ -13,7 +13,7 @@ Every problem met on the way is returned so the node can report it over MQTT onc
 import json
 
 from drivers.hw_schema import HW_SCHEMA
-from firmware import clo, control, faults, lampout, metering, mqtt_link, photocell, program, timebase
+from firmware import clo, control, faults, lampout, metering, mqtt_link, ota, photocell, program, timebase
 from firmware.schema import NAME_CHARS, Bool, Dict, Int, Invalid, List, Nullable, Str, depth_ok
 
 CONFIG_FILE = "config.json"
@@ -82,12 +82,13 @@ SCHEMA = Dict({
     "clo": clo.SCHEMA,
     "metering": metering.SCHEMA,
     "faults": faults.SCHEMA,
+    "ota": ota.OTA_SCHEMA,
     "hw": HW_SCHEMA,
 }, check=_check_all)
 
 # Secrets are replaced by this in anything the node reports (get config, logs, errors).
 SECRET_PATHS = (("mqtt", "password"), ("security", "node_key"), ("security", "group_key"), ("hw", "wifi", "password"),
-                ("mqtt", "tls", "client_key"))
+                ("mqtt", "tls", "client_key"), ("ota", "update_key"))
 
 
 def validate(doc):

@@ -73,12 +73,13 @@ def default_client_factory(link, host, port):
 def _connect_errors():
     # umqtt raises its own MQTTException for a refused CONNECT (bad credentials, ...); a short read shows up as an
     # IndexError or TypeError inside umqtt. All mean: this attempt failed, try again later.
+    # umqtt is reached through umqtt_hardened, never directly: that module must install its socket stand-in before
+    # umqtt.simple is first imported (else TCP_NODELAY and the connect timeout are silently lost).
     try:
-        from umqtt.simple import MQTTException
-
-        return (OSError, IndexError, TypeError, ValueError, MQTTException)
-    except ImportError:
+        from firmware.umqtt_hardened import MQTTException
+    except ImportError:  # CPython unit tests run the link with a fake client and no umqtt
         return (OSError, IndexError, TypeError, ValueError)
+    return (OSError, IndexError, TypeError, ValueError, MQTTException)
 
 
 class Link:
@@ -105,6 +106,7 @@ class Link:
         self._last_rx = 0
         self._last_tx = 0
         self._last_ping = 0
+        self._now_hint = 0
         self._queue = []  # [(topic, payload)], oldest first; head is in flight when _inflight_pid
         self._inflight_pid = 0
         self._inflight_sent = 0
@@ -128,6 +130,7 @@ class Link:
         self.poller.poll(timeout_ms if timeout_ms > 0 else 0)
 
     def service(self, now_ms):
+        self._now_hint = now_ms  # publish() has no time argument; it stamps _last_tx with the latest service time
         if not self.connected:
             if self._next_attempt is None or ticks_diff(now_ms, self._next_attempt) >= 0:
                 self._connect(now_ms)
@@ -153,6 +156,7 @@ class Link:
             self._drop(None, e)
             return False
         self.tx_bytes += len(topic) + len(payload) + 4
+        self._last_tx = self._now_hint
         return True
 
     def send_event(self, topic, payload):
@@ -180,7 +184,10 @@ class Link:
                 return 0
             return max(0, ticks_diff(self._next_attempt, now_ms))
         ka = self.cfg["keepalive_s"] * 1000
-        due = ka // 4 - ticks_diff(now_ms, self._last_ping)
+        # The next ping is due when the link has been quiet for half the keepalive (and not pinged for a quarter):
+        # exactly the rule _keepalive applies, so the loop never wakes early to find nothing to do.
+        quiet_in = min(ka // 2 - ticks_diff(now_ms, self._last_rx), ka // 2 - ticks_diff(now_ms, self._last_tx))
+        due = max(ka // 4 - ticks_diff(now_ms, self._last_ping), quiet_in)
         due = min(due, ka * 3 // 2 - ticks_diff(now_ms, self._last_rx))
         if self._inflight_pid:
             due = min(due, self.cfg["ack_timeout_s"] * 1000 - ticks_diff(now_ms, self._inflight_sent))

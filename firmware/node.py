@@ -19,11 +19,13 @@ from firmware.lampout import LampOutput
 from firmware.logring import LogRing
 from firmware.metering import Meter
 from firmware.mqtt_link import Link
+from firmware.ota import OtaAgent
 from firmware.persist import StateFile
 from firmware.schema import Invalid
+from firmware.signing import hmac_sha256
 from firmware.timebase import T2K_UNIX_OFFSET, TimeKeeper, days_from_civil
+from firmware.version import VERSION
 
-VERSION = "0.1.0"
 BUILD_FLOOR_T2K = days_from_civil(2026, 1, 1) * 86400  # no real clock can read earlier than this firmware
 _FADE_STEP_MS = const(50)
 _IDENTIFY_HALF_MS = const(500)
@@ -65,7 +67,8 @@ class Node:
         self.t_event = (base + "event").encode()
         self.t_cmd = (base + "cmd").encode()
         self.t_reply = (base + "reply").encode()
-        subs = [self.t_cmd, (cfg["mqtt"]["prefix"] + "/all/cmd").encode()]
+        self.t_ota = (base + "ota").encode()
+        subs = [self.t_cmd, self.t_ota, (cfg["mqtt"]["prefix"] + "/all/cmd").encode()]
         for g in cfg["node"]["groups"]:
             subs.append((cfg["mqtt"]["prefix"] + "/group/" + g + "/cmd").encode())
         self.subscriptions = subs
@@ -75,6 +78,8 @@ class Node:
         self.override = _valid_override(saved.get("override"))
         self._saved_valid_time = saved.get("time") if isinstance(saved.get("time"), int) else None
         self.inbox = Inbox(cfg["mqtt"]["max_payload"])
+        self.ota = OtaAgent(store.root, cfg["ota"], cfg["ota"]["update_key"], hmac_sha256,
+                            lambda text: self.log.add(self.board.clock.now(), text))
         self.link = None
         self.seq = 0
         self.level = 0
@@ -121,6 +126,7 @@ class Node:
             self.log.add(now, "override dropped: no valid time to judge its expiry")
             self.override = None
         t = self.board.clock.ticks_ms()
+        self._next_control = t  # ticks may start anywhere in their 2^30 range: schedule from now, not from 0
         self.control_step(t)
         self.boot_decision_ms = ticks_diff(self.board.clock.ticks_ms(), self._boot_ms)
         b.wdt.start(self.cfg["system"]["wdt_ms"])
@@ -145,7 +151,7 @@ class Node:
             return None
         from firmware.signing import Verifier
 
-        return Verifier(sec["node_key"], sec["group_key"], sec["max_age_s"])
+        return Verifier(sec["node_key"], sec["group_key"], sec["max_age_s"], self.node_id, self.cfg["node"]["groups"])
 
     # --- the loop --------------------------------------------------------------------------------------------------
 
@@ -178,7 +184,11 @@ class Node:
             self._drive(now_ms)
         self.link.service(now_ms)
         if self.link.connected:
-            self._report(self.board.clock.now())
+            now = self.board.clock.now()
+            self._report(now)
+            ev = self.ota.pending_report()
+            if ev is not None:
+                self._event(now, ev)
 
     def control_step(self, now_ms):
         """One control decision, driven to the lamp; then metering, faults, persistence, watchdog."""
@@ -214,6 +224,9 @@ class Node:
         if not self._healthy_done and ticks_diff(now_ms, self._boot_ms) >= self.cfg["system"]["healthy_after_s"] * 1000:
             self._healthy_done = True
             bootguard.healthy(self.store)
+        uptime_s = ticks_diff(now_ms, self._boot_ms) // 1000
+        if self.ota.confirm_if_due(self.link is not None and self.link.connected, uptime_s) and self.ota.reset_wanted:
+            self._pending_reset = "ota"
         b.wdt.feed()  # only a control step that got this far keeps the watchdog quiet
 
     def _drive(self, now_ms):
@@ -321,7 +334,7 @@ class Node:
     def on_connect(self):
         now = self.board.clock.now()
         birth = {"online": True, "fw": VERSION, "id": self.node_id, "groups": self.cfg["node"]["groups"],
-                 "safe_mode": self.safe_mode}
+                 "safe_mode": self.safe_mode, "boot_decision_ms": self.boot_decision_ms}
         self.link.publish(self.t_status, json.dumps(birth).encode(), True)
         self._published = None  # re-publish the retained state after every (re)connect
         for payload in getattr(self, "_early_events", ()):
@@ -346,10 +359,21 @@ class Node:
             self._reply(error_reply(None, None, "payload of %d bytes exceeds %d" % (size, self.cfg["mqtt"]["max_payload"])))
 
     def on_message(self, topic, msg, retained):
+        if topic == self.t_ota:  # update chunks: binary, acknowledged on the reply topic so the sender paces itself
+            r = self.ota.chunk(msg)
+            if r is not None:
+                self._reply(r)
+            return
         now = self.board.clock.now()
-        group = topic != self.t_cmd
+        route = topic != self.t_cmd
+        if self.inbox.verifier is not None and route:
+            # The signature covers the exact destination: a command signed for one group cannot be replayed to
+            # another. (firmware.signing is loaded only on nodes that require signed commands.)
+            from firmware.signing import target_for_topic
+
+            route = target_for_topic(topic, self.cfg["mqtt"]["prefix"])
         try:
-            cmd = self.inbox.check(msg, retained, now, self.time.valid, self.cfg["security"]["max_age_s"], group)
+            cmd = self.inbox.check(msg, retained, now, self.time.valid, self.cfg["security"]["max_age_s"], route)
         except Rejected as r:
             self._reply(r.reply)
             return
@@ -429,6 +453,19 @@ class Node:
         elif kind == "config":
             self._change_config(cmd["set"], now)
             ok["restart"] = self._pending_reset is not None
+        elif kind.startswith("ota_"):
+            if kind == "ota_begin":
+                r = self.ota.begin(cmd["manifest"], cmd["manifest_sig"], cmd["force"])
+            elif kind == "ota_status":
+                r = self.ota.status()
+            elif kind == "ota_commit":
+                r = self.ota.commit()
+                if self.ota.reset_wanted:
+                    self._pending_reset = "ota"
+            else:
+                r = self.ota.abort()
+            r["id"] = cmd["id"]
+            return r
         else:
             return error_reply(cmd["id"], kind, "not supported by this firmware")
         return ok

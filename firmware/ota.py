@@ -25,6 +25,7 @@ Memory: one chunk (the MQTT payload, <= 4 KB + 8) and one sha256 state; files ne
 (a few KB for ~40 files) is held while a transfer is active and dropped after commit/abort.
 """
 
+import binascii
 import hashlib
 import json
 import os
@@ -148,7 +149,7 @@ def session_of(sig):
 
 
 def _hex(b):
-    return "".join("%02x" % x for x in b)
+    return binascii.hexlify(b).decode()
 
 
 def _same(a, b):

@@ -13,6 +13,8 @@ Semantics
   `weekdays` (or with no condition at all: every day) is a *weekly* entry. Every condition an entry gives must hold
   (weekdays AND dates AND range). Matching special-day entries win over weekly ones; within a class higher `priority`
   first, ties by order in the list. Nothing matches → the program "default". "MM-DD" dates repeat every year.
+* **Fixed steps stay in the night.** When a program has an evening astro step and a morning one, fixed-time steps
+  are clamped between them (see `_clamp_fixed_into_night`): a morning step never relights a lamp after sunrise.
 * **Polar days and nights** (an astro event does not exist that day): fail toward light. If the sun stays down, dusk
   is placed at the start of the night and dawn at its end (the night never ends, lights stay on). If the sun stays
   up, dusk is placed at the end of the night (it never comes) and dawn at its start (it already happened).
@@ -233,6 +235,34 @@ def _is_special(e):
     return e["dates"] is not None or e["from"] is not None or e["to"] is not None
 
 
+def _clamp_fixed_into_night(out, steps):
+    """Keep fixed-time steps inside the astro night of their program, in place.
+
+    A program written for one place and season can meet a night it was not written for: in Oslo in June the sun rises
+    at 03:55, so the Padang default's "04:30 → 100 %" would relight the lamp after sunrise and leave it burning all
+    day. When a program has both an evening astro step (sunset/civil dusk) and a morning one (sunrise/civil dawn),
+    every fixed step is clamped between the earliest evening one and the latest morning one. A step clamped onto the
+    morning edge sorts before the astro step there (which then wins: "04:30 → 100" clamped onto "sunrise → 0" leaves
+    the lamp off); one clamped onto the evening edge sorts after it (a dimming step still dims from dusk on).
+    """
+    lo = hi = None
+    for i, (t, n, level) in enumerate(out):
+        kind = steps[n][0]
+        if kind == K_SUNSET or kind == K_CDUSK:
+            lo = t if lo is None or t < lo else lo
+        elif kind == K_SUNRISE or kind == K_CDAWN:
+            hi = t if hi is None or t > hi else hi
+    if lo is None or hi is None or lo > hi:
+        return
+    for i in range(len(out)):
+        t, n, level = out[i]
+        if steps[n][0] == K_FIXED:
+            if t < lo:
+                out[i] = (lo, n + MAX_STEPS, level)
+            elif t > hi:
+                out[i] = (hi, n - MAX_STEPS, level)
+
+
 class Schedule:
     """Scheduled level from programs + calendar + site. Pure: time is always an argument."""
 
@@ -370,6 +400,7 @@ class Schedule:
             elif t > end:
                 t = end
             out.append((t, n, level))
+        _clamp_fixed_into_night(out, self.programs[name])
         # The step index breaks ties (MicroPython's sort is not stable): at equal times the later-written step wins.
         out.sort()
         steps = [(t, level) for t, _, level in out]

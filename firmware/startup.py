@@ -62,9 +62,9 @@ def main(store, make_board, seed):
     cfg, source, problems = configmod.load(store)
     decision = bootguard.decision
     board = make_board(cfg)
-    node = Node(board, cfg, store, seeded_rand(seed), source, problems, decision["safe"], decision["why"])
-    node.trial = config_on_trial(store)
     try:
+        node = Node(board, cfg, store, seeded_rand(seed), source, problems, decision["safe"], decision["why"])
+        node.trial = config_on_trial(store)
         node.run(select.poll())
     except Exception as e:  # the last resort: print, then reset so that bootguard counts the crash
         print_exception(e)

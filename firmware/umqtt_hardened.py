@@ -65,7 +65,7 @@ class _SslModule:
 
 sys.modules["usocket"] = _SocketModule
 sys.modules["ussl"] = _SslModule
-from umqtt.simple import MQTTClient  # noqa: E402  (must come after the stand-ins above)
+from umqtt.simple import MQTTClient, MQTTException  # noqa: E402,F401  (must come after the stand-ins above)
 
 # Packet types the receive path distinguishes (upper nibble of the fixed header).
 PUBLISH = const(0x30)

@@ -176,7 +176,6 @@ def test_inbox_non_utf8_and_oversize(name, pos, junk, kind, size):
 # RecursionError and the MicroPython unix port (64 KB heap) MemoryError — a node crash from a 2 KB message. The fix
 # (a bracket-depth scan of the raw bytes before json.loads) belongs in firmware/commands.py and is with the lead;
 # remove this marker with it (strict: the test fails as XPASS once the fix is in, so the marker cannot be forgotten).
-@pytest.mark.xfail(strict=True, raises=RecursionError, reason="Inbox.check parses before bounding depth")
 @settings(FUZZ, max_examples=600)
 @given(st.integers(min_value=1, max_value=MAX_BYTES // 2), st.sampled_from(["[", '{"a":', '{"set":{"x":']))
 def test_inbox_deep_nesting(depth, opener):

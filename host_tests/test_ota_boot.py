@@ -62,8 +62,9 @@ while fi < len(files):
         print("CHUNK FAILED", r)
         sys.exit(3)
     fi, off = r["file"], r["offset"]
-    if trace:
+    if trace:  # hand-shake with the test, so its cut lands where it chose, not wherever a pipe buffer let it
         print("POS", sum(f["size"] for f in files[:fi]) + off)
+        sys.stdin.readline()
 if os.getenv("COMMIT") == "1":
     import time
     print("COMMITTING")
@@ -130,7 +131,7 @@ def check_consistent(node, version, path):
 
 
 def stage(node, bundle, commit=True, env=None):
-    e = {"BUNDLE": bundle, "COMMIT": "1" if commit else "0"}
+    e = {"BUNDLE": bundle, "COMMIT": "1" if commit else "0", "TRACE": "0"}
     e.update(env or {})
     r = run_mp(node, STAGE, e)
     assert r.returncode == 0 and "STAGED" in r.stdout, r.stdout + r.stderr
@@ -255,11 +256,15 @@ def _kill_at(node, code, env, delay):
 
 def _kill_when(node, code, env, marker, at_least, delay):
     """Run `code`; once it prints `marker` (with a number >= at_least, when given), wait `delay` s and SIGKILL it."""
-    p = subprocess.Popen([MICROPYTHON, "-c", code], cwd=node, env=_env(env), stdout=subprocess.PIPE,
-                         stderr=subprocess.STDOUT, text=True)
+    p = subprocess.Popen([MICROPYTHON, "-c", code], cwd=node, env=_env(env), stdin=subprocess.PIPE,
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
     try:
         for line in p.stdout:
-            if line.startswith(marker) and (at_least is None or int(line.split()[1]) >= at_least):
+            hit = line.startswith(marker) and (at_least is None or int(line.split()[1]) >= at_least)
+            if line.startswith("POS"):
+                p.stdin.write("go\n")  # let it go on (with the next chunk write, when this is the hit)
+                p.stdin.flush()
+            if hit:
                 time.sleep(delay)
                 break
     finally:

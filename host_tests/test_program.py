@@ -158,17 +158,24 @@ def test_cyclic_before_the_first_step_and_single_step():
 
 def test_offsets_and_clamping_to_the_night():
     d = timebase.days_from_civil(2026, 7, 1)
-    s = program.Schedule(progs({"default": [step("sunset", 100, -15), step("sunrise", 0, 20),
-                                            step("11:30", 40, 60), step("12:10", 30, -60)]}), cal([]), SITE)
+    # No morning astro step here, so fixed steps are not clamped to the astro night, only to the noon-to-noon one.
+    s = program.Schedule(progs({"default": [step("sunset", 100, -15), step("11:30", 40, 60),
+                                            step("12:10", 30, -60)]}), cal([]), SITE)
     sset, srise, _, _ = s.sun_events(d)
     ev = s.events(d)
     start, end = local(d, 12), local(d + 1, 12)
     # 12:10 - 60 min would leave the night: clamped to its start; 11:30 + 60 on D+1: clamped to its end.
-    assert ev == [(start, 30), (sset - 900, 100), (srise + 1200, 0), (end, 40)]
+    assert ev == [(start, 30), (sset - 900, 100), (end, 40)]
     assert s.level_at(start) == (30, "program:default")
     assert s.level_at(sset - 901)[0] == 30
     assert s.level_at(sset - 900)[0] == 100
-    assert s.level_at(end - 1)[0] == 0
+    assert s.level_at(end - 1)[0] == 100
+    # With a morning astro step, the same fixed steps are pulled into the astro night: nothing lit by day.
+    s = program.Schedule(progs({"default": [step("sunset", 100, -15), step("sunrise", 0, 20),
+                                            step("11:30", 40, 60), step("12:10", 30, -60)]}), cal([]), SITE)
+    ev = s.events(d)
+    assert ev == [(sset - 900, 100), (sset - 900, 30), (srise + 1200, 40), (srise + 1200, 0)]
+    assert s.level_at(start)[0] == 0 and s.level_at(end - 1)[0] == 0 and s.level_at(sset - 900)[0] == 30
 
 
 # ---------------------------------------------------------------- calendar
@@ -273,3 +280,16 @@ def test_dst_night_steps_follow_the_local_clock():
     assert ev[2] == (u + 86400 + 2 * 3600 + 1800, 100)  # 04:30 CEST = 02:30 UTC
     assert s.level_at(u + 86400 + 10 * 3600 - 1)[0] == 0  # 11:59:59 CEST: still this night, after sunrise
     assert s.night_of(u + 86400 + 10 * 3600) == d + 1  # 12:00 CEST
+
+
+def test_fixed_morning_step_never_relights_after_sunrise():
+    # Oslo in June: sunrise ≈ 03:55 local (UTC+2), before the default program's "04:30 → 100 %" step. That step must
+    # not relight the lamp for the day; at noon and just after 04:30 the lamp is off.
+    from firmware.timebase import days_from_civil, t2k_from_local
+
+    site = {"lat": 59.91, "lon": 10.75, "utc_offset_min": 120, "dst": None}
+    sch = program.Schedule(program.PROGRAMS_SCHEMA.make_default(), [], site)
+    d = days_from_civil(2026, 6, 20)
+    assert sch.level_at(t2k_from_local(d + 1, 4 * 60 + 45, site))[0] == 0
+    assert sch.level_at(t2k_from_local(d + 1, 12 * 60, site))[0] == 0
+    assert sch.level_at(t2k_from_local(d + 1, 1 * 60, site))[0] == 60  # the night's dimming still applies

@@ -116,7 +116,7 @@ FEASTS = ((12, 24), (12, 31), (5, 17))
 
 
 def oslo_expected(site):
-    """OSLO_PROGRAMS written out: sunset+15 → 100 %, 00:30 → 50 %, sunrise-15 → off; feast nights sunset→sunrise."""
+    """OSLO_PROGRAMS written out: sunset+15 → 100 %, 00:30 → 50 %, sunrise-15 → off; feasts sunset→sunrise."""
     cache = {}
 
     def expected(t):

@@ -23,7 +23,8 @@ How each figure is measured (one function each below):
 * idle_cpu — utime+stime from /proc of the node process at sim speed 1 over the window, in % of one core; baseline:
   the broker process over the same window. (The sim's watchdog thread wakes every 50 ms: it counts in the figure.)
 * boot_online / boot_decision — process start → the retained {"online": true} seen by a subscriber, and → the
-  node's "boot:" log line (printed right after its first lamp decision is... logged before it; see the report).
+  node's "boot:" log line (Node.start logs it just before the first lamp decision, which takes a few ms more;
+  the node's own boot_decision_ms is not published yet).
   Baseline: the bare umqtt client's start → its retained online message.
 * sim_year — wall time of `micropython tools/simyear.py --days 365` when it exists, else of
   `micropython tools/bench_control.py astro` (a year of control decisions); baseline: the other one, or CPython.
@@ -63,7 +64,8 @@ from vnode import VirtualNode, micropython_binary  # noqa: E402
 WRAPPER = os.path.join(HERE, "bench_heapwrap.py")
 BASE_CLIENT = os.path.join(HERE, "bench_umqtt_base.py")
 BIG_HEAP = "1M"  # for runs that measure something else than the heap need
-DEVICE_FILES_GLOBS = (("", ("boot.py", "main.py")), ("firmware", None), ("drivers", None), ("lib/umqtt", ("simple.py",)))
+DEVICE_FILES_GLOBS = (("", ("boot.py", "main.py")), ("firmware", None), ("drivers", None),
+                      ("lib/umqtt", ("simple.py",)))
 KEEPALIVE_S = 60  # the config default (firmware/mqtt_link.py)
 
 
@@ -259,7 +261,8 @@ class Watcher:
 
 
 def is_online(topic_suffix):
-    return lambda m: m[1].endswith(topic_suffix) and b'"online": true' in m[2].replace(b'"online":true', b'"online": true')
+    return lambda m: m[1].endswith(topic_suffix) and b'"online": true' in m[2].replace(b'"online":true',
+                                                                                     b'"online": true')
 
 
 # --- heap ------------------------------------------------------------------------------------------------------------
@@ -463,7 +466,7 @@ def measure_latency(b):
     }
 
 
-# --- idle CPU ----------------------------------------------------------------------------------------------------------
+# --- idle CPU --------------------------------------------------------------------------------------------------------
 
 
 def measure_idle_cpu(b):
@@ -491,7 +494,7 @@ def measure_idle_cpu(b):
                                detail={"window_s": window, "node_alive": alive, "ticks_per_s": hz})}
 
 
-# --- boot --------------------------------------------------------------------------------------------------------------
+# --- boot ------------------------------------------------------------------------------------------------------------
 
 
 def _wait_log(vn, text, timeout):
@@ -539,7 +542,7 @@ def measure_boot(b):
     }
 
 
-# --- simulated year ------------------------------------------------------------------------------------------------
+# --- simulated year --------------------------------------------------------------------------------------------------
 
 
 def _timed(cmd, env=None):
@@ -616,7 +619,8 @@ def measure_airtime(b):
     writes = win[-1]["writes"] - win[0]["writes"]
     # Messages seen in the real window stand for (t_end - t_start) x speed simulated seconds.
     day_scale = 86400.0 / ((t_end - t_start) * speed)
-    per_day = dict((k, {"msgs": round(v[0] * day_scale, 1), "bytes": round(v[1] * day_scale)}) for k, v in kinds.items())
+    per_day = dict((k, {"msgs": round(v[0] * day_scale, 1), "bytes": round(v[1] * day_scale)})
+                   for k, v in kinds.items())
     tele = per_day.get("tele", {"msgs": 0, "bytes": 0})
     want = 86400.0 / telemetry_s
     tele_size = tele["bytes"] / tele["msgs"] if tele["msgs"] else 0

@@ -8,12 +8,12 @@ It does what `micropython -c "import boot; import main"` does, after wrapping `f
 this harness only; the firmware is not changed — so that every BENCH_SAMPLE_MS of real time (default 200) the
 wrapper runs gc.collect() and appends one JSON line to BENCH_HEAP_OUT (default bench_heap.jsonl in the cwd):
 
-    {"ms": real ticks, "now": the node's RTC t2k, "live": gc.mem_alloc() after the collect, "free": gc.mem_free(),
-     "writes": store.writes, "tx": link.tx_bytes, "conn": link.connects}
+    {"ms": the board ticks given to that tick, "now": the node's RTC t2k, "live": gc.mem_alloc() after the collect,
+     "free": gc.mem_free(), "writes": store.writes, "tx": link.tx_bytes, "conn": link.connects}
 
 `live` is the heap the node really holds (garbage removed) at a quiet point between ticks. (micropython.mem_peak()
-is not used: on the unix port it sums m_malloc calls and never subtracts what the GC frees, so it only grows.) A device never sees
-these collections, so they cost some CPU here: do not measure CPU with this wrapper.
+is not used: on the unix port it sums m_malloc calls and never subtracts what the GC frees, so it only grows.)
+A device never sees these collections, so they cost some CPU here: do not measure CPU with this wrapper.
 
 With BENCH_MPY_DIR set, that directory (a tree of .mpy files from `mpy-cross` for the host, no -march) goes first on
 sys.path, so every module is loaded as precompiled bytecode — what a device with .mpy files in flash sees — instead
@@ -47,7 +47,7 @@ def _sample(node, now_ms):
 
 import boot  # noqa: E402, F401  (the crash-loop guard, as on the device: before main)
 from firmware import node as _nodemod  # noqa: E402
-from firmware.compat import ticks_diff  # noqa: E402  (the board's ticks wrap at 2^30: native ticks_diff would not)
+from firmware.compat import ticks_diff  # noqa: E402  (board ticks wrap at 2^30; the native one at 2^62)
 
 _tick = _nodemod.Node.tick
 

@@ -1,4 +1,4 @@
-"""A simulated year: the real control code (Controller, LampOutput, Meter) in the sim's world → CSV and energy summary.
+"""A simulated year: the real control code (Controller, LampOutput, Meter) in the sim's world → CSV, energy summary.
 
 Run from the repo root, on either runtime:
     .venv/bin/python tools/simyear.py --days 365 --place padang
@@ -19,6 +19,12 @@ Modelling choices (each one a simplification to know about):
 * The sun's elevation is computed exactly every KNOT_S and interpolated linearly in between: within 20 degrees of
   the horizon (where light levels decide anything) the error stays below 0.01 degree, 2 s of the sun's motion;
   near the zenith, where the curve has a kink, it reaches ~1 degree in full daylight, which changes nothing.
+* Photocell sampling: the node feeds its photocell every control period (1 s), and its median window and EMA count
+  samples, not seconds: sampled once a minute they would take three cars a minute apart for daylight. So where the
+  photocell's opinion is used (photocell/hybrid mode, or no valid time) and it could change its mind, the sim steps
+  at the node's period (--fine-s, default system.control_ms) and returns to the minute grid once all is quiet.
+  Between coarse samples cars are not seen at all: the headlights that meet a minute boundary are the ones tested.
+* Months count nights by the date they start on (the night of 31 January is January's).
 * "All night full power" (the baseline): nominal watts whenever the sun is below the sunrise/sunset depression.
 * A clock loss (--clock-loss DAY:HOURS) behaves like an ESP32 RTC without battery after a power cut: time_valid is
   false and the RTC restarts at 2000-01-01 00:00, so `now` jumps back at the start and forward at the end.
@@ -577,7 +583,8 @@ def build(a):
     if faults:
         sim["faults"] = faults
     days = int(a.get("days") or 365)
-    options = {"step_s": int(a.get("step") or 60), "fine_s": a.get("fine"), "sim": sim, "clock_loss": list(a.get("loss") or ())}
+    options = {"step_s": int(a.get("step") or 60), "fine_s": a.get("fine"), "sim": sim,
+               "clock_loss": list(a.get("loss") or ())}
     return cfg, days, start_days, options, {"csv": a.get("csv"), "json": bool(a.get("json"))}
 
 
