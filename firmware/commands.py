@@ -75,6 +75,28 @@ class _Section(Dict):
         return value
 
 
+class _Patch(Map):
+    """`config.set`: section name → partial section. The node checks each is an object, then validates the merged
+    config whole; the published JSON Schema spells out every section (host tools only: the node never builds it)."""
+
+    def to_json_schema(self):
+        from firmware import config  # imported here: commands must not load the whole config schema for this
+
+        def part(f):
+            # config.merge: a (non-null) object merges key by key, so every key is optional; lists, maps (the
+            # programs) and null-able objects are replaced whole, so they must be complete.
+            if not isinstance(f, Dict):
+                return f.to_json_schema()
+            return {"type": "object", "properties": {k: part(v) for k, v in f.fields.items()},
+                    "additionalProperties": False}
+
+        # Objects only: the calendar (a list) is changed by the program command.
+        secs = [(k, f) for k, f in config.SCHEMA.fields.items() if f.json_type == "object"]
+        return {"type": "object", "description": self.doc + "; objects merge key by key, the rest replaces",
+                "properties": {k: part(f) for k, f in secs}, "additionalProperties": False,
+                "maxProperties": len(secs)}
+
+
 COMMANDS = {
     "set": _command("set", {
         "level": Int(0, 100, doc="lamp level in %"),
@@ -89,7 +111,7 @@ COMMANDS = {
         "calendar": Nullable(program.CALENDAR_SCHEMA, doc="null keeps the calendar"),
     }, "Replace the dimming programs (and calendar); validated as a whole config before use."),
     "config": _command("config", {
-        "set": Map(Str(16, minlen=1), _Section({}), 20, doc="partial config, merged and validated"),
+        "set": _Patch(Str(16, minlen=1), _Section({}), 20, doc="partial config, merged and validated"),
     }, "Change configuration; applied only if the whole result is valid; rolled back if the broker is lost."),
     "time": _command("time", {
         "utc": Int(946684800, 4102444800, doc="Unix seconds"),

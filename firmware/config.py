@@ -27,8 +27,17 @@ def _check_node(v, path):
         raise Invalid(path + ".id", "'%s' is reserved" % v["id"])
 
 
+class _NodeId(Str):
+    """A node id. _check_node refuses the reserved words (so the error names node.id); the JSON Schema says so too."""
+
+    def to_json_schema(self):
+        s = Str.to_json_schema(self)
+        s["not"] = {"enum": list(RESERVED_IDS)}
+        return s
+
+
 NODE = Dict({
-    "id": Nullable(Str(32, minlen=1, charset=NAME_CHARS), doc="topic segment; default: n-<chip id>"),
+    "id": Nullable(_NodeId(32, minlen=1, charset=NAME_CHARS), doc="topic segment; default: n-<chip id>"),
     "groups": List(Str(32, minlen=1, charset=NAME_CHARS), 8, [], doc="group command topics this node obeys"),
 }, check=_check_node)
 
@@ -57,7 +66,7 @@ SYSTEM = Dict({
     "crash_limit": Int(2, 20, 4, doc="abnormal resets within crash_window_s that start safe mode"),
     "crash_window_s": Int(60, 86400, 1800),
     "healthy_after_s": Int(10, 3600, 120, doc="uptime after which a boot counts as good"),
-    "confirm_config_s": Int(30, 3600, 300, doc="a remote config change must reach the broker within this"),
+    "confirm_config_s": Int(10, 3600, 300, doc="a remote config change must reach the broker within this"),
     "log_lines": Int(8, 200, 40),
 })
 

@@ -16,12 +16,17 @@ timers (the clock was set, or the node stalled): no condition is taken to have h
 
 Definitions ("lit" = amps >= lit_a and watts >= lit_w; "commanded on" = level > 0 and relay closed):
   lamp_failure   commanded on, on_s >= warmup_s, and not lit or amps < fail_frac x expected amps
-  day_burning    level 0 with the relay CLOSED and the lamp lit (the driver ignores "off")
-  relay_stuck    relay commanded OPEN and the lamp lit (contacts welded); any level. The two never overlap:
-                 the relay state picks which one a burning lamp raises.
-  over/under_current, over/under_power  lit, commanded on, lit for >= warmup_s and on_s >= warmup_s, not failed,
-                 outside expected +/- max(tol_pct %, absolute floor). Expected power = nominal_w x level/100;
-                 expected current = calibration table (linear interpolation) or expected power / volts.
+  day_burning    level 0 (the program says off) and the lamp lit — the symptom, whatever the relay does
+  relay_stuck    relay commanded OPEN and the circuit energised (watts >= relay_stuck.min_w: any draw through
+                 an open relay, even a driver's standby) — the cause, when a relay is fitted. A welded relay by
+                 day therefore raises both: relay_stuck after its delay, day_burning after its own (TALQ names both).
+  over/under_power  lit, commanded on, lit for >= warmup_s and on_s >= warmup_s, not failed, outside expected
+                 +/- max(tol_pct %, floor). Expected power = nominal_w x level/100 (power does not depend on the
+                 driver's power factor, so this check is right without calibration).
+  over/under_current  the same, but only once a calibration table exists (nominal_a, learned by the `calibrate`
+                 command): expected current = table, interpolated. Without it, current checks are off — the
+                 current of a dimmed LED driver (power factor 0.8 and below at low levels) cannot be predicted
+                 from watts/volts, and guessing raised a false over_current every night in simulation.
   cycling        >= count dropouts (lit -> not lit while commanded on at both samples) within window_s; clears
                  after a window with no dropout (seen while commanded on) plus clear_s
   light_sensor_fault  reason "range" (None, not finite or outside min_lux..max_lux for delay_s), "stuck"
@@ -105,7 +110,11 @@ SCHEMA = Dict(
         "lamp_failure": _with({"fail_frac": Float(0, 1, 0.3, doc="failed below this fraction of expected amps")},
                               300, 300),
         "day_burning": _with({}, 300, 120),
-        "relay_stuck": _with({}, 60, 60),
+        "relay_stuck": _with({
+            "enabled": Bool(True, doc="false on boards without a relay (PWM only)"),
+            "min_w": Float(0, 1000, 0.5, doc="draw through an open relay that means welded contacts (raise it to "
+                                            "the meter's noise floor, e.g. 5 W with an ACS712)"),
+        }, 60, 60),
         "current": _with(
             {"tol_pct": Float(1, 100, 20.0), "min_tol_a": Float(0, 10, 0.03, doc="absolute tolerance floor")},
             600, 300, doc="over_current / under_current"),
@@ -428,9 +437,10 @@ class FaultMonitor:
             v, a, w, pf = r
             lit = a >= c["lit_a"] and w >= c["lit_w"]
             detail = {"v": v, "a": a, "w": w, "level": level}
-            if not relay:
-                stuck = lit
-            elif level <= 0:
+            rs = c["relay_stuck"]
+            if not relay and rs["enabled"]:
+                stuck = w >= rs["min_w"]
+            if level <= 0:
                 dayb = lit
             if cmd_on:
                 if self._prev_lit and not lit:
@@ -456,8 +466,9 @@ class FaultMonitor:
                     tol = exp_a * cc["tol_pct"] / 100.0
                     if tol < cc["min_tol_a"]:
                         tol = cc["min_tol_a"]
-                    oc = a > exp_a + tol
-                    uc = a < exp_a - tol
+                    if self._table:  # current is judged only against a learned table (see the module docstring)
+                        oc = a > exp_a + tol
+                        uc = a < exp_a - tol
                     pc = c["power"]
                     exp_w = self.expected_w(level)
                     detail["exp_w"] = exp_w

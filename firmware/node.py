@@ -68,7 +68,10 @@ class Node:
         self.t_cmd = (base + "cmd").encode()
         self.t_reply = (base + "reply").encode()
         self.t_ota = (base + "ota").encode()
-        subs = [self.t_cmd, self.t_ota, (cfg["mqtt"]["prefix"] + "/all/cmd").encode()]
+        # Our own status too: when the broker publishes a stale Last Will of our previous connection after our new
+        # birth (a reconnect that beat the broker's cleanup of a half-open session), we see ourselves "offline"
+        # while connected and answer with a fresh birth.
+        subs = [self.t_cmd, self.t_ota, self.t_status, (cfg["mqtt"]["prefix"] + "/all/cmd").encode()]
         for g in cfg["node"]["groups"]:
             subs.append((cfg["mqtt"]["prefix"] + "/group/" + g + "/cmd").encode())
         self.subscriptions = subs
@@ -92,6 +95,7 @@ class Node:
         self._next_control = 0
         self._identify_until = None
         self._lit_since = None  # ticks when the relay last closed (warm-up for the fault checks)
+        self._driven_relay = False  # the relay as the board drives it now
         self._boot_ms = self.board.clock.ticks_ms()
         self._healthy_done = False
         self._pending_reset = None
@@ -110,7 +114,7 @@ class Node:
     # --- boot ------------------------------------------------------------------------------------------------------
 
     def start(self, poller):
-        """Decide the lamp from local knowledge first, then bring up the watchdog and the network."""
+        """Decide the lamp from local knowledge first, then bring up the network (the watchdog already runs)."""
         b = self.board
         now = b.clock.now()
         cause = b.system.reset_cause()
@@ -129,7 +133,6 @@ class Node:
         self._next_control = t  # ticks may start anywhere in their 2^30 range: schedule from now, not from 0
         self.control_step(t)
         self.boot_decision_ms = ticks_diff(self.board.clock.ticks_ms(), self._boot_ms)
-        b.wdt.start(self.cfg["system"]["wdt_ms"])
         mq = self.cfg["mqtt"]
         will = json.dumps({"online": False}).encode()
         self.link = Link(mq, self.node_id, self.t_status, will, self.subscriptions, self, self.rand, poller,
@@ -173,8 +176,9 @@ class Node:
             self._do_reset()
         if self.trial and not self.link.connects and \
                 ticks_diff(now_ms, self._boot_ms) >= self.cfg["system"]["confirm_config_s"] * 1000:
-            startup.roll_back_config(self.store)
-            self.log.add(self.board.clock.now(), "new config never reached the broker: rolled back")
+            why = "new config did not reach the broker within %d s" % self.cfg["system"]["confirm_config_s"]
+            startup.roll_back_config(self.store, why)
+            self.log.add(self.board.clock.now(), why + ": rolled back")
             self.trial = False
             self._pending_reset = "rollback"
         if ticks_diff(now_ms, self._next_control) >= 0:
@@ -211,15 +215,17 @@ class Node:
         self.lamp.set_target(level, now_ms)
         self._drive(now_ms)
         self.reading = b.meter.read()
-        lit = self.lamp.relay
+        lit = self._driven_relay  # what the board drives now (identify blinks it), not what the program asked
         self.meter.update(now, self.reading, lit)
-        elev = astro.sun_elevation(now, self.cfg["site"]["lat"], self.cfg["site"]["lon"]) if tv else None
-        on_s = ticks_diff(now_ms, self._lit_since) // 1000 if lit and self._lit_since is not None else None
-        for ev in self.faults.update(now, {
-            "level": self.lamp.level, "relay": lit, "on_s": on_s,
-            "reading": self.reading, "lux": self.lux, "sun": elev,
-        }):
-            self._event_fault(now, ev)
+        if self._identify_until is None:
+            # While identify blinks the lamp nothing electrical can be judged: the checks hold until it ends.
+            elev = astro.sun_elevation(now, self.cfg["site"]["lat"], self.cfg["site"]["lon"]) if tv else None
+            on_s = ticks_diff(now_ms, self._lit_since) // 1000 if lit and self._lit_since is not None else None
+            for ev in self.faults.update(now, {
+                "level": self.lamp.level, "relay": lit, "on_s": on_s,
+                "reading": self.reading, "lux": self.lux, "sun": elev,
+            }):
+                self._event_fault(now, ev)
         self._persist(now)
         if not self._healthy_done and ticks_diff(now_ms, self._boot_ms) >= self.cfg["system"]["healthy_after_s"] * 1000:
             self._healthy_done = True
@@ -231,10 +237,6 @@ class Node:
 
     def _drive(self, now_ms):
         duty, relay = self.lamp.step(now_ms)
-        if relay and self._lit_since is None:
-            self._lit_since = now_ms
-        elif not relay:
-            self._lit_since = None
         if self._identify_until is not None:
             if ticks_diff(self._identify_until, now_ms) <= 0:
                 self._identify_until = None
@@ -242,6 +244,11 @@ class Node:
                 # Blink between full and off: visible from the street in daylight.
                 on = (ticks_diff(self._identify_until, now_ms) // _IDENTIFY_HALF_MS) & 1
                 duty, relay = (1.0, True) if on else (0.0, False)
+        if relay and self._lit_since is None:
+            self._lit_since = now_ms
+        elif not relay:
+            self._lit_since = None
+        self._driven_relay = relay
         self.board.lamp.set_relay(relay)
         self.board.lamp.set_output(duty)
 
@@ -331,11 +338,14 @@ class Node:
 
     # --- MQTT receiver ---------------------------------------------------------------------------------------------
 
-    def on_connect(self):
-        now = self.board.clock.now()
+    def _publish_birth(self):
         birth = {"online": True, "fw": VERSION, "id": self.node_id, "groups": self.cfg["node"]["groups"],
                  "safe_mode": self.safe_mode, "boot_decision_ms": self.boot_decision_ms}
         self.link.publish(self.t_status, json.dumps(birth).encode(), True)
+
+    def on_connect(self):
+        now = self.board.clock.now()
+        self._publish_birth()
         self._published = None  # re-publish the retained state after every (re)connect
         for payload in getattr(self, "_early_events", ()):
             self.link.send_event(self.t_event, payload)
@@ -343,6 +353,10 @@ class Node:
         if self.problems:
             self._event(now, {"kind": "config_error", "problems": self.problems})
             self.problems = []
+        if self.link.connects == 1:
+            why = startup.take_rollback_notice(self.store)
+            if why is not None:
+                self._event(now, {"kind": "config_rollback", "reason": why})
         self.log.add(now, "mqtt connected (%d)" % self.link.connects)
         if self.trial:
             startup.confirm_config(self.store)
@@ -359,6 +373,10 @@ class Node:
             self._reply(error_reply(None, None, "payload of %d bytes exceeds %d" % (size, self.cfg["mqtt"]["max_payload"])))
 
     def on_message(self, topic, msg, retained):
+        if topic == self.t_status:
+            if b'"online": false' in msg or b'"online":false' in msg:
+                self._publish_birth()
+            return
         if topic == self.t_ota:  # update chunks: binary, acknowledged on the reply topic so the sender paces itself
             r = self.ota.chunk(msg)
             if r is not None:

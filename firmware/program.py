@@ -138,8 +138,10 @@ class _Date(Field):
         return value
 
     def to_json_schema(self):
+        # The month's length is in the pattern; only Feb 29 of a year that is not a leap year is left to the node.
         s = Field.to_json_schema(self)
-        s["pattern"] = "^([0-9]{4}-)?[0-9]{2}-[0-9]{2}$" if self.yearly_ok else "^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
+        md = "(0[13578]|1[02])-(0[1-9]|[12][0-9]|3[01])|(0[469]|11)-(0[1-9]|[12][0-9]|30)|02-(0[1-9]|[12][0-9])"
+        s["pattern"] = "^(20[0-9]{2}-)%s(%s)$" % ("?" if self.yearly_ok else "", md)
         return s
 
 

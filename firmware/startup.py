@@ -8,6 +8,7 @@ A remote config change that needs a restart is on *trial*: `trial.json` holds th
 reach the broker with the new config before it, the previous config is restored and the node restarts.
 """
 
+import json
 import select
 
 from firmware import bootguard
@@ -15,6 +16,7 @@ from firmware import config as configmod
 from firmware.compat import print_exception
 
 TRIAL_FILE = "trial.json"
+ROLLBACK_FILE = "rollback.json"  # why the last remote config change was undone; reported once, then removed
 
 
 def mark_config_trial(store):
@@ -33,11 +35,25 @@ def confirm_config(store):
     store.remove(TRIAL_FILE)
 
 
-def roll_back_config(store):
+def roll_back_config(store, reason):
     good = store.read(configmod.GOOD_FILE)
     if good is not None:
         store.write(configmod.CONFIG_FILE, good)
+    store.write(ROLLBACK_FILE, json.dumps({"reason": reason}).encode())
     store.remove(TRIAL_FILE)
+
+
+def take_rollback_notice(store):
+    """The reason of a config rollback not yet reported, or None; reading it removes it."""
+    data = store.read(ROLLBACK_FILE)
+    if data is None:
+        return None
+    store.remove(ROLLBACK_FILE)
+    try:
+        reason = json.loads(data).get("reason")
+    except (ValueError, AttributeError):
+        reason = None
+    return reason if isinstance(reason, str) else "unknown"
 
 
 def seeded_rand(seed):
@@ -62,6 +78,9 @@ def main(store, make_board, seed):
     cfg, source, problems = configmod.load(store)
     decision = bootguard.decision
     board = make_board(cfg)
+    # The watchdog runs from here on: a hang anywhere after this point (building the node, the first lamp
+    # decision, the loop) ends in a reset that bootguard counts, so a release that hangs reaches safe mode too.
+    board.wdt.start(cfg["system"]["wdt_ms"])
     try:
         node = Node(board, cfg, store, seeded_rand(seed), source, problems, decision["safe"], decision["why"])
         node.trial = config_on_trial(store)

@@ -56,3 +56,40 @@ def node_factory(tmp_path):
     yield make
     for vn in made:
         vn.stop()
+
+
+# --- The contract, checked on every end-to-end test (host_tests/contract_check.py) ----------------------------------
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _contract_hook():
+    """Every Operator created from here on reports to contract_check (operator_client.on_new_operator)."""
+    import contract_check
+
+    installed = contract_check.install()
+    yield
+    if installed:
+        problems = contract_check.check_new()  # what arrived after the last test's check
+        if problems:
+            pytest.fail(contract_check.report(problems), pytrace=False)
+
+
+@pytest.fixture(autouse=True)
+def _contract_check(request):
+    """After each test: every message a node sent to the test's Operators matches docs/api. A module opts out with
+    `CONTRACT_CHECK = False`; payloads the test published itself are never judged."""
+    yield
+    import contract_check
+
+    problems = contract_check.check_new(getattr(request.module, "CONTRACT_CHECK", True))
+    if problems:
+        pytest.fail(contract_check.report(problems), pytrace=False)
+
+
+def pytest_terminal_summary(terminalreporter):
+    import contract_check
+
+    if contract_check.counts or any(contract_check.skipped.values()):
+        terminalreporter.section("contract")
+        for line in contract_check.summary():
+            terminalreporter.write_line(line)

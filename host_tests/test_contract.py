@@ -78,7 +78,9 @@ def test_every_schema_file_is_a_valid_draft_2020_12_schema():
 
 def test_outgoing_objects_are_closed_and_complete():
     # The node sends every key of these (only Opt() keys may be missing) and nothing else.
-    for stem in ("status_online", "state", "tele", "event_alarm", "reply_set", "reply_clear"):
+    for stem in ("status_online", "state", "tele", "event_alarm", "reply_set", "reply_clear", "reply_ota_begin",
+                 "reply_ota_status", "reply_ota_commit", "reply_ota_abort", "event_ota_confirmed",
+                 "event_ota_rollback"):
         with open(os.path.join(API, "schemas", stem + ".json")) as f:
             s = json.load(f)
         assert s["additionalProperties"] is False, stem
@@ -150,7 +152,9 @@ def test_readme_examples_validate():
     for name in COMMANDS:
         assert "cmd_" + name in seen, "README lacks an example of " + name
     for stem in ("status_online", "status_offline", "state", "tele", "event_alarm", "event_override_end",
-                 "event_config_error", "reply_error"):
+                 "event_config_error", "event_config_rollback", "event_ota_confirmed", "event_ota_rollback",
+                 "reply_error",
+                 "reply_ota_chunk"):
         assert stem in seen, stem
 
 
@@ -179,6 +183,12 @@ _BASES = [
     {"id": "i", "cmd": "config", "set": {"report": {"telemetry_s": 60}, "node": {"id": "pdg-1", "groups": ["z"]},
                                          "photocell": {}, "mqtt": {"keepalive_s": 30}}},
     {"id": "j", "cmd": "config", "set": {"control": {"mode": "hybrid"}, "site": {"utc_offset_min": 420}}},
+    {"id": "l", "cmd": "ota_begin", "manifest": {"format": 1, "version": "0.2.0", "files": [
+        {"path": "firmware/node.py", "size": 100, "sha256": "0123456789abcdef" * 4}]}, "manifest_sig": "ab" * 32,
+     "force": True},
+    {"id": "m", "cmd": "ota_status"},
+    {"id": "n", "cmd": "ota_commit", "ts": NOW_UNIX},
+    {"id": "o", "cmd": "ota_abort"},
     {"id": "k", "cmd": "config", "set": {"security": {"max_age_s": 60, "node_key": "k" * 20},
                                          "time": {"ntp_hosts": ["ntp.city.example"]},
                                          "faults": {"lamp_failure": {"delay_s": 60}}, "mqtt": {"tls": {"ca": "QUJD"}},
@@ -311,7 +321,8 @@ def test_validate_message_accepts_good_payloads_as_dict_bytes_or_text():
     ("state", dict(_STATE, faults=["supply_loss"]), ["faults", 0]),
     ("state", dict(_STATE, override={"level": 30}), ["override"]),
     ("state", {k: v for k, v in _STATE.items() if k != "t"}, []),
-    ("status", {"online": True, "fw": "0.1.0", "id": "Bad", "groups": [], "safe_mode": False}, ["id"]),
+    ("status", {"online": True, "fw": "0.1.0", "id": "Bad", "groups": [], "safe_mode": False, "boot_decision_ms": 3},
+     ["id"]),
     ("status", {"online": False, "reason": "crash"}, ["reason"]),
     ("event", {"kind": "alarm", "name": "lamp_failure", "active": 1, "detail": None, "seq": 1, "t": None},
      ["active"]),
@@ -360,6 +371,7 @@ def test_topic_kind():
     assert tk("city/lights/all/cmd") == "cmd"
     assert tk("padang/pju/n-1/tele", "padang/pju") == "tele"
     assert tk("city/lights/group/state") is None
+    assert tk("city/lights/pdg-1/ota") == "ota"  # binary chunks: no JSON schema
     assert tk("city/lights/pdg-1/other") is None
     assert tk("elsewhere/pdg-1/state") is None
 
@@ -428,3 +440,217 @@ def test_asyncapi_every_channel_has_an_operation_with_its_bindings():
     for ch in doc["channels"].values():
         for p in re.findall(r"{(\w+)}", ch["address"]):
             assert p in ch["parameters"], ch["address"]
+
+
+# --- rules that live in the owning modules' to_json_schema() (no stop-gaps left in tools/contract.py)
+
+
+def test_reserved_node_ids_and_the_default_program_are_refused_by_schema_and_node():
+    for doc in ({"id": "x", "cmd": "config", "set": {"node": {"id": "group"}}},
+                {"id": "x", "cmd": "config", "set": {"node": {"id": "all"}}},
+                {"id": "x", "cmd": "program", "programs": {"night": [{"at": "sunset", "level": 100}]}},
+                {"id": "x", "cmd": "config", "set": {"programs": {"night": [{"at": "sunset", "level": 100}]}}}):
+        assert not _node_verdict(doc)[0], doc
+        assert not _schema_accepts(doc), doc
+    cfg = configmod.defaults()
+    cfg["node"]["id"] = "all"
+    with pytest.raises(ValidationError):
+        contract.validate_message("reply", {"id": "c", "ok": True, "cmd": "get", "config": configmod.redact(cfg)})
+
+
+def test_date_pattern_knows_the_length_of_every_month():
+    prog = {"default": [{"at": "sunset", "level": 100}]}
+    disagreements = []
+    for y in (2000, 2025, 2026, 2028, 2099, 2100):
+        for m in range(0, 14):
+            for d in range(0, 33):
+                for date, key in (("%04d-%02d-%02d" % (y, m, d), "from"), ("%02d-%02d" % (m, d), "dates")):
+                    entry = {"program": "default", key: date if key == "from" else [date]}
+                    doc = {"id": "x", "cmd": "program", "programs": prog, "calendar": [entry]}
+                    if _node_verdict(doc)[0] != _schema_accepts(doc):
+                        disagreements.append(date)
+    # Only Feb 29 of a year that is no leap year needs the node's arithmetic.
+    assert sorted(set(disagreements)) == ["2025-02-29", "2026-02-29", "2099-02-29"]
+
+
+def test_config_patch_schema_comes_from_the_command_itself():
+    set_schema = COMMANDS["config"].to_json_schema()["properties"]["set"]
+    sections = {k for k, f in configmod.SCHEMA.fields.items() if f.json_type == "object"}
+    assert set(set_schema["properties"]) == sections and "calendar" not in sections
+    assert set_schema["additionalProperties"] is False
+    assert "required" not in set_schema["properties"]["report"]  # partial: objects merge key by key
+
+
+# --- messages of the node's own code (not only hand-written examples) match the schemas
+
+
+def test_error_replies_are_cut_to_256_characters_and_still_valid():
+    from firmware.commands import error_reply
+
+    r = error_reply("x", "set", "level: " + "z" * 1000)
+    assert len(r["error"]) == 256 and r["error"].endswith("...")
+    assert contract.validate_message("reply", r) is None
+    with pytest.raises(ValidationError):
+        contract.validate_message("reply", dict(r, error="e" * 257))
+
+
+def _ota_agent(tmp_path):
+    from firmware import ota
+    from firmware.signing import hmac_sha256
+
+    cfg = {"update_key": "00112233445566778899aabbccddeeff", "confirm_s": 10, "trial_max_s": 600,
+           "max_bytes": 1048576}
+    return ota.OtaAgent(str(tmp_path), cfg, cfg["update_key"], hmac_sha256)
+
+
+def test_the_ota_agents_replies_and_events_match_the_schemas(tmp_path):
+    import hashlib
+    import struct
+
+    from firmware import ota
+    from firmware.signing import hmac_sha256, key_bytes
+
+    files = [("firmware/__init__.py", b""), ("firmware/version.py", b'VERSION = "0.2.0"\n'),
+             ("firmware/big.py", b"x = 1\n" * 1500)]
+    m = {"format": 1, "version": "0.2.0", "files": [
+        {"path": p, "size": len(d), "sha256": hashlib.sha256(d).hexdigest()} for p, d in files]}
+    a = _ota_agent(tmp_path)
+    sig = ota.sign_manifest(m, key_bytes("00112233445566778899aabbccddeeff"), hmac_sha256)
+    seen = []
+
+    def reply(r, cmd_id="op"):
+        if cmd_id is not None and r["cmd"] != "ota_chunk":
+            r["id"] = cmd_id  # what the node does for a command (chunk acks keep "ota")
+        contract.validate_message("reply", r)
+        seen.append(contract.schema_for("reply", r))
+        return r
+
+    reply(a.status())
+    reply(a.commit())  # nothing staged
+    reply(a.chunk(b"\x01\x00"))  # shorter than the header
+    reply(a.chunk(struct.pack(ota.CHUNK_HEADER, 1, 1, 7, 0) + b"x"))  # no transfer
+    reply(a.begin(m, "0" * 64))  # bad signature
+    b = reply(a.begin(m, sig))
+    assert b["ok"] and b["file"] == 1  # the empty file needs no chunk
+    reply(a.begin(m, sig))  # resumed
+    reply(a.status())
+    reply(a.commit())  # incomplete: the position comes with the refusal
+    reply(a.chunk(struct.pack(ota.CHUNK_HEADER, 1, 2, b["session"], 0) + b"x"))  # out of order
+    reply(a.chunk(struct.pack(ota.CHUNK_HEADER, 2, 1, b["session"], 0) + b"x"))  # unknown format
+    for idx, (path, data) in enumerate(files):
+        for off in range(0, len(data), 4096):
+            r = reply(a.chunk(struct.pack(ota.CHUNK_HEADER, 1, idx, b["session"], off) + data[off:off + 4096]))
+            assert r["ok"], r
+    assert r["complete"]
+    reply(a.chunk(struct.pack(ota.CHUNK_HEADER, 1, 3, b["session"], 0) + b"x"))  # after the end
+    c = reply(a.commit())
+    assert c["ok"] and c["restart"] is True
+    # The trial boot: confirmed, then reported once as an event; and a rollback of the next one.
+    a2 = _ota_agent(tmp_path)
+    reply(a2.status())
+    assert a2.confirm_if_due(True, 60)
+    for ev in (a2.pending_report(),):
+        ev.update({"seq": 1, "t": None})
+        contract.validate_message("event", ev)
+        seen.append(contract.schema_for("event", ev))
+    reply(a2.status())
+    reply(a2.abort())
+    a2.doc["trial"] = True
+    a2.roll_back("not confirmed within 600 s (broker not reached)")
+    ev = dict(a2.pending_report(), seq=2, t=1773489600)
+    contract.validate_message("event", ev)
+    seen.append(contract.schema_for("event", ev))
+    reply(a2.status())
+    assert set(seen) == {"reply_ota_status", "reply_ota_begin", "reply_ota_commit", "reply_ota_abort",
+                         "reply_ota_chunk", "reply_error", "event_ota_confirmed", "event_ota_rollback"}
+
+
+def test_chunk_header_in_asyncapi_matches_the_struct():
+    import struct
+
+    from firmware import ota
+
+    msg = _asyncapi()["components"]["messages"]["otaChunk"]
+    assert msg["contentType"] == "application/octet-stream"
+    fields = msg["payload"]["x-header"]
+    values = {"format": 1, "file": 3, "session": 0xBEEF, "offset": 123456}
+    packed = struct.pack(ota.CHUNK_HEADER, *(values[f["name"]] for f in fields))
+    for f in fields:
+        width = int(f["type"][4:]) // 8
+        assert int.from_bytes(packed[f["offset"]:f["offset"] + width], "big") == values[f["name"]], f
+    assert msg["payload"]["x-data"] == {"offset": ota.HEADER_LEN, "minLength": 1, "maxLength": ota.MAX_CHUNK}
+
+
+# --- host_tests/contract_check.py: the checker the end-to-end tests run after every test
+
+
+class _FakeClient:
+    def __init__(self):
+        self.sent = []
+        self.on_message = None
+
+    def publish(self, topic, payload=None, qos=0, retain=False):
+        self.sent.append((topic, payload))
+
+
+class _FakeOperator:
+    """What contract_check needs of an Operator: prefix, client (publish, on_message), cond, close()."""
+
+    def __init__(self):
+        import threading
+
+        self.prefix = "city/lights"
+        self.client = _FakeClient()
+        self.client.on_message = self._on_message
+        self.cond = threading.Condition()
+        self.got = []
+        self.closed = False
+
+    def _on_message(self, client, userdata, msg):
+        self.got.append(msg.topic)  # a subclass may route a message anywhere (tools/ota.py: chunk acks)
+
+    def deliver(self, topic, payload, retain=False):
+        import types
+
+        self.client.on_message(self.client, None, types.SimpleNamespace(topic=topic, payload=payload, retain=retain))
+
+    def close(self):
+        self.closed = True
+
+
+def test_contract_check_flags_bad_node_messages_and_skips_what_the_test_published(monkeypatch):
+    import contract_check
+
+    # A registry of its own: the session's Operators and counts stay untouched.
+    for name, empty in (("_operators", []), ("_published", set()), ("counts", {}),
+                        ("skipped", {"test_published": 0, "opted_out": 0})):
+        monkeypatch.setattr(contract_check, name, empty)
+    op = _FakeOperator()
+    contract_check.register(op)
+    birth = {"online": True, "fw": "0.1.0", "id": "n1", "groups": [], "safe_mode": False, "boot_decision_ms": 4}
+    op.client.publish("city/lights/fake/state", json.dumps({"level": 5}), retain=True)  # the test's own fake
+    for msg in [("city/lights/n1/status", json.dumps(birth).encode(), True),
+                ("city/lights/fake/state", b'{"level": 5}', True),
+                ("city/lights/n1/cmd", b"garbage", False),
+                ("city/lights/n1/tele", b'{"t": null}', False),
+                ("city/lights/n1/reply", b"not json", False),
+                ("city/lights/n1/reply", b'{"id": "ota", "ok": true, "cmd": "ota_chunk", "session": 1, "file": 0, '
+                                         b'"offset": 4096, "complete": false}', False)]:
+        op.deliver(*msg)
+    assert len(op.got) == 6  # the Operator's own handler still gets every message
+    assert op.client.sent == [("city/lights/fake/state", '{"level": 5}')]
+    problems = contract_check.check_new()
+    assert len(problems) == 2, problems
+    assert problems[0].startswith("city/lights/n1/tele: tele: (root): ") and "schema path" in problems[0]
+    assert "payload: {\"t\": null}" in problems[0]
+    assert "not JSON" in problems[1]
+    assert contract_check.check_new() == []  # each message is judged once
+    op.deliver("city/lights/n1/tele", b"{}")
+    assert contract_check.check_new(enabled=False) == []  # a module that opted out
+    op.close()
+    assert op.closed
+    contract_check.check_new()
+    assert op not in contract_check._operators  # closed and checked: forgotten
+    assert "2 message(s)" in contract_check.report(problems)
+    assert contract_check.counts == {"status_online": 1, "tele": 1, "reply_error": 1, "reply_ota_chunk": 1}
+    assert contract_check.skipped == {"test_published": 1, "opted_out": 1}

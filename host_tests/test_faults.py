@@ -16,6 +16,9 @@ def healthy(level=100):
 
 
 DARK = (V, 0.0, 0.0, 0.0)
+STANDBY = (V, 0.013, 1.0, 0.35)  # a dim-to-off driver idling behind a closed (or welded) relay: not "lit"
+# A calibration table learnt from healthy(): current checks are judged only against one (see faults.py).
+CAL = [[10, healthy(10)[1]], [50, healthy(50)[1]], [100, healthy(100)[1]]]
 
 
 def inp(level=100, relay=None, on_s=100000, reading="healthy", lux=20000.0, sun=45.0):
@@ -45,12 +48,15 @@ def only(log, name):
 def settled(lamp=LAMP, cfg=None):
     # A monitor that has seen an hour of healthy lit lamp, so no start-up effect remains.
     fm = FaultMonitor(cfg or {}, lamp)
+    assert fm.calibration() == (cfg or {}).get("nominal_a", [])
     assert run(fm, 0, 3600, inp()) == []
     return fm
 
 
 def test_schema_defaults_and_cross_checks():
     assert DEF["relay_stuck"]["delay_s"] == 60 and DEF["nominal_a"] == []
+    assert DEF["relay_stuck"]["enabled"] is True and DEF["relay_stuck"]["min_w"] == 0.5
+    raises(Invalid, SCHEMA.check, {"relay_stuck": {"min_w": -1.0}}, "faults")
     e = raises(Invalid, SCHEMA.check, {"light_sensor": {"dark_lux": 600.0}}, "faults")
     assert "faults.light_sensor.dark_lux" in str(e)
     e = raises(Invalid, SCHEMA.check, {"nominal_a": [[50, 0.1], [20, 0.05]]}, "faults")
@@ -64,16 +70,16 @@ def test_schema_defaults_and_cross_checks():
 
 
 def test_healthy_lamp_through_a_day_raises_nothing():
-    fm = FaultMonitor({}, LAMP)
-
     def day(t):
         h = (t // 3600) % 24
         if 6 <= h < 18:
             return inp(0, lux=30000.0 + t % 7, sun=40.0)
         return inp(100 if h < 23 and h >= 18 else 50, on_s=t % 86400, lux=0.0, sun=-40.0)
 
-    assert run(fm, 0, 2 * 86400, day, step=5) == []
-    assert fm.active() == []
+    for cfg in ({}, {"nominal_a": CAL}):  # uncalibrated (current not judged) and calibrated
+        fm = FaultMonitor(cfg, LAMP)
+        assert run(fm, 0, 2 * 86400, day, step=5) == []
+        assert fm.active() == []
 
 
 def test_lamp_failure_raised_after_delay_once_and_cleared():
@@ -104,14 +110,15 @@ def test_lamp_failure_respects_warmup():
 
 
 def test_lamp_failure_partial_current():
-    fm = settled()
+    fm = settled(cfg={"nominal_a": CAL})  # calibrated, so under_current is judged (and must hold)
     r = (V, 0.05, 10.0, 0.9)  # 0.05 A < 0.3 x 0.27 A: a driver delivering a sliver
     log = run(fm, 3600, 4200, inp(reading=r))
     assert only(log, "lamp_failure") == [(3900, True)]
     assert only(log, "under_current") == [] and only(log, "under_power") == []
 
 
-def test_day_burning_is_relay_closed_lamp_lit_at_level_0():
+def test_day_burning_is_level_0_and_lamp_lit_with_the_relay_closed():
+    # The driver ignores "off" (relay closed as commanded): the symptom alone, no relay fault.
     fm = FaultMonitor({}, LAMP)
     run(fm, 0, 100, inp(0))
     log = run(fm, 100, 1000, inp(0, relay=True, reading=healthy()))
@@ -120,25 +127,64 @@ def test_day_burning_is_relay_closed_lamp_lit_at_level_0():
     assert log == [(1000 + 120, "day_burning", False)]
 
 
-def test_relay_stuck_is_relay_open_lamp_lit():
+def test_day_burning_needs_the_lamp_lit():
+    # Level 0, relay closed, the driver drawing its 1 W standby: not lit, so not day burning (and the relay was
+    # commanded closed, so no relay fault either).
+    fm = FaultMonitor({}, LAMP)
+    assert run(fm, 0, 3000, inp(0, relay=True, reading=STANDBY)) == []
+
+
+def test_welded_relay_by_day_raises_relay_stuck_and_day_burning_each_after_its_delay():
+    # Relay commanded open, level 0, the lamp lit through welded contacts: the cause after relay_stuck.delay_s,
+    # the symptom after day_burning.delay_s; each clears after its own clear_s once the lamp goes dark.
     fm = FaultMonitor({}, LAMP)
     run(fm, 0, 100, inp(0))
     log = run(fm, 100, 1000, inp(0, relay=False, reading=healthy()))
-    assert log == [(100 + 60, "relay_stuck", True)]  # never day_burning: the relay state decides
+    assert log == [(100 + 60, "relay_stuck", True), (100 + 300, "day_burning", True)]
+    assert fm.active() == ["day_burning", "relay_stuck"]
+    log = run(fm, 1000, 2000, inp(0, relay=False, reading=DARK))
+    assert log == [(1000 + 60, "relay_stuck", False), (1000 + 120, "day_burning", False)]
+    assert fm.active() == []
+
+
+def test_relay_stuck_is_relay_open_and_watts_at_least_min_w():
+    # A welded relay behind a dim-to-off driver: only its 1 W standby flows. relay_stuck, never day_burning.
+    fm = FaultMonitor({}, LAMP)
+    run(fm, 0, 100, inp(0))
+    log = run(fm, 100, 1000, inp(0, relay=False, reading=STANDBY))
+    assert log == [(100 + 60, "relay_stuck", True)]
     log = run(fm, 1000, 2000, inp(0, relay=False, reading=DARK))
     assert log == [(1000 + 60, "relay_stuck", False)]
+    # The threshold is inclusive: exactly min_w raises, just below it does not.
+    fm = FaultMonitor({}, LAMP)
+    assert run(fm, 0, 1000, inp(0, relay=False, reading=(V, 0.01, 0.49, 0.2))) == []
+    log = run(fm, 1000, 2000, inp(0, relay=False, reading=(V, 0.01, 0.5, 0.2)))
+    assert log == [(1000 + 60, "relay_stuck", True)]
+
+
+def test_relay_stuck_min_w_and_enabled_are_configurable():
+    # A noisy meter (min_w 5 W): the 1 W standby is not enough, a 6 W idle driver is.
+    fm = FaultMonitor({"relay_stuck": {"min_w": 5.0}}, LAMP)
+    assert run(fm, 0, 1000, inp(0, relay=False, reading=STANDBY)) == []
+    log = run(fm, 1000, 2000, inp(0, relay=False, reading=(V, 0.078, 6.0, 0.35)))
+    assert log == [(1000 + 60, "relay_stuck", True), (1000 + 300, "day_burning", True)]  # 6 W idle is lit too
+    # No relay on the board: relay_stuck is off, the lit lamp at level 0 is still day burning.
+    fm = FaultMonitor({"relay_stuck": {"enabled": False}}, LAMP)
+    log = run(fm, 0, 1000, inp(0, relay=False, reading=healthy()))
+    assert log == [(300, "day_burning", True)]
 
 
 def test_relay_stuck_while_dimmed_level_with_relay_open():
-    # Level > 0 but relay open (e.g. during a re-strike delay) and current flows: still the relay.
+    # Level > 0 but relay open (e.g. during a re-strike delay) and current flows: still the relay; and not day
+    # burning, since the program wants the lamp on.
     fm = FaultMonitor({}, LAMP)
     run(fm, 0, 100, inp(0))
-    log = run(fm, 100, 400, inp(50, relay=False, reading=healthy(50)))
+    log = run(fm, 100, 1000, inp(50, relay=False, reading=healthy(50)))
     assert log == [(160, "relay_stuck", True)]
 
 
 def test_over_current_with_normal_power():
-    fm = settled()
+    fm = settled(cfg={"nominal_a": CAL})
     r = (V, 0.40, 60.0, 0.68)  # power factor collapsed: more current for the same watts
     log = run(fm, 3600, 5000, inp(reading=r))
     assert log == [(3600 + 600, "over_current", True)]
@@ -146,11 +192,31 @@ def test_over_current_with_normal_power():
     assert log == [(5000 + 300, "over_current", False)]
 
 
+def test_no_current_fault_without_a_calibration_table():
+    # Uncalibrated, current cannot be predicted (a dimmed driver's power factor): 1.5x the W/V current with the
+    # right power raises nothing, at full and at a dimmed level, however long it lasts.
+    for level in (100, 50):
+        fm = settled()
+        a = 1.5 * healthy(level)[1]
+        w = 60.0 * level / 100.0
+        r = (V, a, w, w / (V * a))
+        assert run(fm, 3600, 3600 + 3 * 3600, inp(level, reading=r), step=5) == []
+        assert fm.active() == []
+        # The same reading against a table is an over_current after delay_s: the check is off, not broken.
+        fm = settled(cfg={"nominal_a": CAL})
+        log = run(fm, 3600, 3600 + 3600, inp(level, reading=r))
+        assert log == [(3600 + 600, "over_current", True)]
+
+
 def test_under_current_and_under_power():
-    fm = settled()
+    fm = settled(cfg={"nominal_a": CAL})
     r = (V, 0.17, 36.0, 0.96)
     log = run(fm, 3600, 5000, inp(reading=r))
     assert sorted(log) == [(4200, "under_current", True), (4200, "under_power", True)]
+    # Uncalibrated: power is judged without a table, current is not.
+    fm = settled()
+    log = run(fm, 3600, 5000, inp(reading=r))
+    assert log == [(4200, "under_power", True)]
 
 
 def test_over_power():
@@ -163,10 +229,14 @@ def test_over_power():
 
 
 def test_dimmed_level_uses_its_own_expectation():
-    fm = settled()
+    fm = settled(cfg={"nominal_a": CAL})
     assert run(fm, 3600, 5000, inp(50)) == []  # 30 W at 50 %: healthy
     log = run(fm, 5000, 6000, inp(50, reading=healthy(100)))  # full power while dimmed to 50 %
     assert sorted(log) == [(5600, "over_current", True), (5600, "over_power", True)]
+    fm = settled()  # uncalibrated: the power check alone sees it, with the same timing
+    assert run(fm, 3600, 5000, inp(50)) == []
+    log = run(fm, 5000, 6000, inp(50, reading=healthy(100)))
+    assert log == [(5600, "over_power", True)]
 
 
 def test_expected_current_formula_and_table():
@@ -194,9 +264,12 @@ def test_learn_and_calibration_table():
     fm2 = FaultMonitor({"nominal_a": cal}, LAMP)
     run(fm2, 0, 10, inp(50))
     assert run(fm2, 10, 2000, inp(50, reading=(V, 0.17, 30.0, 0.8))) == []
-    fm3 = FaultMonitor({}, LAMP)  # uncalibrated: 0.17 A vs 0.136 +- 0.03 A expected → over_current
+    # A table saying 0.136 A (= W/V) at 50 %: 0.17 A vs 0.136 +- 0.03 A → over_current.
+    fm3 = FaultMonitor({"nominal_a": [[50, 30.0 / V]]}, LAMP)
     log = run(fm3, 10, 2000, inp(50, reading=(V, 0.17, 30.0, 0.8)))
     assert only(log, "over_current") == [(610, True)]
+    fm4 = FaultMonitor({}, LAMP)  # no table at all: current is not judged
+    assert run(fm4, 10, 2000, inp(50, reading=(V, 0.17, 30.0, 0.8))) == []
 
 
 def test_calibrate_collects_means_per_level():
@@ -218,7 +291,7 @@ def test_calibrate_collects_means_per_level():
 
 
 def test_cycling_raised_at_the_third_dropout_and_not_as_lamp_failure():
-    fm = settled()
+    fm = settled(cfg={"nominal_a": CAL})  # calibrated: the current faults must hold while cycling too
 
     def hps(t):  # lit 5 min, out 2 min: a sodium lamp at end of life
         return inp(reading=healthy() if (t - 3600) % 420 < 300 else DARK)

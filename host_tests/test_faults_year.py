@@ -12,6 +12,9 @@ LON = 100.35
 UTC_OFFSET_S = 7 * 3600
 T0 = 9131 * 86400  # 2025-01-01 00:00 UTC in t2k seconds
 LAMP = {"nominal_w": 60.0, "warmup_s": 60, "min_level": 10}
+# The calibration table of HealthyNode's lamp at 220 V (its noise-free current at 50 % and 100 %): current is
+# judged only against a table, so the year runs a calibrated monitor beside the uncalibrated one.
+CAL = [[50, 60.0 * 0.52 / (220.0 * 0.92)], [100, 60.0 / (220.0 * 0.95)]]
 
 
 class Lcg:
@@ -92,32 +95,49 @@ class HealthyNode:
 
 def test_noisy_healthy_lamp_for_a_year_raises_no_alarm():
     fm = FaultMonitor({}, LAMP)
+    cal = FaultMonitor({"nominal_a": CAL}, LAMP)  # same inputs, current checks on
     node = HealthyNode(2025)
     events = []
     steps = 365 * 1440
     for k in range(steps):
         t = T0 + 60 * k
-        for ev in fm.update(t, node.inp(t)):
-            events.append((t, ev[0], ev[1]))
+        x = node.inp(t)
+        for m, tag in ((fm, ""), (cal, "cal:")):
+            for ev in m.update(t, x):
+                events.append((t, tag + ev[0], ev[1]))
     c = node.counts
     print("year: steps=%d events=%d counts=%r" % (steps, len(events), c))
     # The simulation did exercise the interesting states (a vacuous year would prove nothing).
     assert 0.45 * steps < c["on"] < 0.55 * steps and c["dim"] > 0.2 * steps
     assert c["meter_none"] > 50 and c["lux_none"] > 20 and c["lux_zero"] > 0.1 * steps
     assert events == [], events[:10]
-    assert fm.active() == []
-    # And the monitor is alive: the same lamp failing on the next night is caught.
+    assert fm.active() == [] and cal.active() == []
+    # And both monitors are alive: the same lamp failing on the next night is caught by each.
     t = T0 + 60 * steps
     while sun_elevation(t) > -3:
-        fm.update(t, node.inp(t))
+        x = node.inp(t)
+        fm.update(t, x)
+        cal.update(t, x)
         t += 60
     raised = []
     for _ in range(30):
         x = node.inp(t)
         x["reading"] = (220.0, 0.0, 0.0, 0.0)
         raised += [(ev[0], ev[1]) for ev in fm.update(t, x)]
+        raised += [("cal:" + ev[0], ev[1]) for ev in cal.update(t, x)]
         t += 60
-    assert raised == [("lamp_failure", True)]
+    assert raised == [("lamp_failure", True), ("cal:lamp_failure", True)]
+    # The calibrated one judges current: 1.5x the current at the right power is over_current once the lamp has
+    # been lit again for warmup_s (the lit run restarted when it failed) and then for the current delay_s.
+    t0 = t
+    raised = []
+    for _ in range(30):
+        x = node.inp(t)
+        v, a, w, pf = x["reading"]
+        x["reading"] = (v, 1.5 * a, w, pf / 1.5)
+        raised += [(ev[0], ev[1], t - t0) for ev in cal.update(t, x)]
+        t += 60
+    assert raised == [("lamp_failure", False, 300), ("over_current", True, LAMP["warmup_s"] + 600)], raised
 
 
 def _f32(x):

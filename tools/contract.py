@@ -2,14 +2,16 @@
 
 Commands come from firmware.commands.COMMANDS (the schema the node itself enforces). The messages the node *sends*
 are declared here with the same firmware.schema field types, so the two directions speak one vocabulary; keep them
-true to firmware/node.py (state_doc, tele_doc, _event*, execute, error_reply, on_connect, _do_reset).
+true to firmware/node.py (state_doc, tele_doc, _event*, execute, error_reply, on_connect, _do_reset) and
+firmware/ota.py (OtaAgent.begin/status/commit/abort/chunk replies, pending_report events). The end-to-end tests
+check every message a real node sends against these schemas (host_tests/contract_check.py).
 
     python tools/contract.py           write docs/api/schemas/*.json and docs/api/asyncapi.yaml
     python tools/contract.py --check   exit 1 when the committed files differ from what would be written
 
 For tests (host-side, CPython only; `from tools.contract import validate_message, topic_kind`):
     validate_message(kind, payload)  None, or raises jsonschema.ValidationError naming the path
-    topic_kind(topic, prefix)        "status" | "state" | "tele" | "event" | "reply" | "cmd" for an MQTT topic
+    topic_kind(topic, prefix)        "status" | "state" | "tele" | "event" | "reply" | "cmd" | "ota" for a topic
 
 asyncapi.yaml is written as JSON (JSON is YAML 1.2) because the project venv carries no YAML library; any AsyncAPI
 tool reads it as YAML.
@@ -24,8 +26,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-from firmware import commands, faults, program  # noqa: E402
+from firmware import commands, faults, ota  # noqa: E402
 from firmware import config as configmod  # noqa: E402
+from firmware.version import VERSION  # noqa: E402
 from firmware.schema import (  # noqa: E402
     NAME_CHARS, REQUIRED, Bool, Dict, Enum, Field, Float, Int, Invalid, List, Nullable, Str)
 
@@ -34,7 +37,7 @@ SCHEMA_DIR = os.path.join(API_DIR, "schemas")
 ASYNCAPI_FILE = os.path.join(API_DIR, "asyncapi.yaml")
 DRAFT = "https://json-schema.org/draft/2020-12/schema"
 DEFAULT_PREFIX = "city/lights"
-API_VERSION = "0.1.0"  # follows firmware.node.VERSION while the API is young
+API_VERSION = VERSION  # follows the firmware version while the API is young
 
 # ---------------------------------------------------------------------------------------------------------------------
 # Host-side field types for what the schema module does not need on the node (constants, optional keys, patterns).
@@ -151,14 +154,16 @@ STATUS_ONLINE = _out({
     "id": NODE_ID,
     "groups": List(GROUP, 8, doc="group command topics this node obeys"),
     "safe_mode": Bool(doc="true: running the safe configuration after repeated crashes"),
+    "boot_decision_ms": Int(0, U31, doc="ms from boot to the first lamp decision (made before any network)"),
 }, "Birth message, retained, sent on every (re)connect.")
 
 STATUS_OFFLINE = _out({
     "online": Const(False),
-    "reason": Opt(Enum(("reboot", "safe", "config", "rollback")),
+    "reason": Opt(Enum(("reboot", "safe", "config", "rollback", "ota")),
                   doc="present when the node said goodbye before a reset it chose: reboot and safe (the reboot "
                       "command), config (a config change that needs a restart), rollback (a new config never "
-                      "reached the broker); absent in the Last Will, which the broker publishes when the link died"),
+                      "reached the broker), ota (into a committed update, or back from one that did not confirm "
+                      "in time); absent in the Last Will, which the broker publishes when the link died"),
 }, "The node is offline: its Last Will (retained, QoS 1) or its goodbye before a requested reset (retained).")
 
 OVERRIDE = Nullable(_out({
@@ -239,7 +244,37 @@ EVENT_CONFIG_ERROR = _event("config_error", {
     "problems": List(Str(400), 8, min_len=1, doc="why config files were refused at boot"),
 }, "Sent once after boot when a configuration file was refused (the node runs an older or the default one).")
 
-EVENTS = {"alarm": EVENT_ALARM, "override_end": EVENT_OVERRIDE_END, "config_error": EVENT_CONFIG_ERROR}
+EVENT_CONFIG_ROLLBACK = _event("config_rollback", {
+    "reason": Str(400, doc="why the change was undone, e.g. \"new config did not reach the broker within 300 s\""),
+}, "Sent once after the restart that undid a remote config change (the node came back with its previous config, "
+   "status reason rollback).")
+
+# OTA (firmware/ota.py, docs/OTA.md).
+SEMVER = Pattern(17, "^[0-9]{1,5}\\.[0-9]{1,5}\\.[0-9]{1,5}$", doc="an update's version, MAJOR.MINOR.PATCH")
+SLOT = Enum(ota.SLOTS, doc="flash slot of an update image")
+IMAGE = Enum((ota.FACTORY,) + ota.SLOTS, doc="an image: the factory one (flashed by cable) or an update slot")
+POSITION = {
+    "session": Int(0, 65535, doc="the transfer: first 16 bits of the manifest signature, carried by every chunk"),
+    "file": Int(0, ota.MAX_FILES, doc="index of the file the node expects next (= the file count when complete)"),
+    "offset": Int(0, ota.MAX_FILE_BYTES, doc="the next byte of that file the node expects"),
+    "complete": Bool(doc="every file received and checked: send ota_commit"),
+}
+OTA_REASON = Str(400, minlen=1, doc="why: e.g. \"reset before the new version confirmed\"")
+
+EVENT_OTA_CONFIRMED = _event("ota_confirmed", {
+    "version": SEMVER,
+    "running": FW,
+}, "An update finished its trial: connected to the broker and running ota.confirm_s; the new version stays.")
+EVENT_OTA_ROLLBACK = _event("ota_rollback", {
+    "version": Str(20, minlen=1, doc="the version that was given up"),
+    "running": FW,
+    "reason": OTA_REASON,
+}, "An update was given up (trial not confirmed, a reset on trial, or the new image did not import); the node "
+   "runs the previous image again.")
+
+EVENTS = {"alarm": EVENT_ALARM, "override_end": EVENT_OVERRIDE_END, "config_error": EVENT_CONFIG_ERROR,
+          "config_rollback": EVENT_CONFIG_ROLLBACK, "ota_confirmed": EVENT_OTA_CONFIRMED,
+          "ota_rollback": EVENT_OTA_ROLLBACK}
 
 
 def _ok(name, fields, doc):
@@ -285,19 +320,61 @@ REPLIES = {
     "identify": _ok("identify", {"seconds": Int(1, 600)}, "Blinking."),
     "reboot": _ok("reboot", {}, "Restart follows (status goes offline with reason reboot or safe)."),
     "calibrate": _ok("calibrate", {}, "Calibration started (firmware 0.1.0 answers an error: not supported)."),
+    "ota_begin": _ok("ota_begin", dict({
+        "resumed": Bool(doc="true: the same signed manifest was already staging; continue at the position given"),
+        "slot": SLOT, "version": SEMVER}, **POSITION),
+        "Manifest accepted, the spare slot prepared: send chunks from this position on <node>/ota."),
+    "ota_status": _ok("ota_status", {
+        "version": FW,
+        "active": IMAGE,
+        "trial": Bool(doc="the running version is on trial (not confirmed yet)"),
+        "previous": Nullable(IMAGE, doc="the image a rollback returns to; null when none"),
+        "staging": Nullable(_out(dict({
+            "version": SEMVER, "slot": SLOT,
+            "files": Int(1, ota.MAX_FILES), "bytes": Int(0, U31, doc="bytes received"),
+            "total": Int(0, U31, doc="bytes of the whole update")}, **POSITION)),
+            doc="the transfer on flash (survives a reboot), or null"),
+        "result": Nullable(AnyOf([
+            _out({"kind": Const("ota_confirmed"), "version": SEMVER, "from": FW, "reported": Bool()}),
+            _out({"kind": Const("ota_rollback"), "version": Str(20, minlen=1), "reason": OTA_REASON,
+                  "reported": Bool()}),
+        ]), doc="the outcome of the last update (reported: its event was sent), or null"),
+    }, "The running version, the images, the transfer in progress and the last outcome."),
+    "ota_commit": _ok("ota_commit", {
+        "version": SEMVER, "slot": SLOT,
+        "restart": Const(True, doc="the node restarts into the new version, on trial (status reason ota)"),
+    }, "Every staged file verified from flash; the switch is made and the node restarts."),
+    "ota_abort": _ok("ota_abort", {"aborted": Bool(doc="false: there was no transfer (the spare slot is emptied "
+                                                       "anyway)")},
+                     "Transfer dropped, the spare slot emptied."),
 }
 
-REPLY_ERROR = _out({
+# The acknowledgement of every binary chunk on <node>/ota, sent on the reply topic: where the node continues.
+_CHUNK_BASE = {"id": Const("ota", doc="chunks carry no id: always \"ota\""), "cmd": Const("ota_chunk")}
+REPLY_OTA_CHUNK = AnyOf([
+    _out(dict(_CHUNK_BASE, ok=Const(True), **POSITION), doc="stored: the position of the next byte the node expects"),
+    _out(dict(_CHUNK_BASE, ok=Const(False),
+              error=Str(256, minlen=1, doc="e.g. \"out of order\", \"bad chunk length 0\", "
+                                           "\"no transfer: send ota_begin\""),
+              **{k: Opt(f) for k, f in POSITION.items()}),
+         doc="refused: the position to continue from (only the session when there is no transfer; none after a "
+             "flash error or a chunk shorter than its header)"),
+], doc="Acknowledgement of a chunk: the next byte the node expects, or why the chunk was refused.")
+
+# ota_commit refused because the transfer is incomplete or a file failed to verify also says where to continue.
+REPLY_ERROR = _out(dict({
     "id": Nullable(Str(40), doc="the command's id when it could be read, else null"),
     "ok": Const(False),
     "cmd": Opt(Enum(tuple(sorted(commands.COMMANDS))), doc="present when the command itself was valid"),
-    "error": Str(256, minlen=1, doc="why, naming the field: e.g. \"level: must be in 0..100\""),
+    "error": Str(256, minlen=1, doc="why, naming the field: e.g. \"level: must be in 0..100\"; at most 256 "
+                                    "characters (a longer reason is cut and ends in \"...\")"),
     "stale": Opt(Const(True), doc="present when refused as stale: retained, or ts too old / in the future"),
-}, "The command did nothing.")
+}, **{k: Opt(f, doc="ota_commit refusals: " + f.doc) for k, f in POSITION.items()}), "The command did nothing.")
 
 # ---------------------------------------------------------------------------------------------------------------------
-# Schema generation. The few rules the node checks in code rather than in its field types are added here, each
-# marked; they belong in the owning module's to_json_schema() and are kept here until they move.
+# Schema generation. Every rule the node checks is published by the owning field's to_json_schema() (program's
+# "default" program and date pattern, config's reserved node ids, commands' config patch); only what the node sends
+# is shaped here.
 
 
 def _at(schema, *path):
@@ -323,21 +400,9 @@ def _require_all(schema):
     return schema
 
 
-def _node_section_rules(node_schema):
-    # config._check_node: the reserved names cannot be node ids (they are topic words).
-    _at(node_schema, "properties", "id", "anyOf")[0]["not"] = {"enum": list(configmod.RESERVED_IDS)}
-
-
-def _programs_rules(programs_schema):
-    # program._Programs.check: the program "default" must exist.
-    programs_schema["required"] = [program.DEFAULT_PROGRAM]
-
-
 def config_schema(redacted=False):
     """The whole configuration as the node holds it (every key present); redacted: secrets may read "***"."""
     s = _require_all(configmod.SCHEMA.to_json_schema())
-    _node_section_rules(_at(s, "properties", "node"))
-    _programs_rules(_at(s, "properties", "programs"))
     if redacted:
         for path in configmod.SECRET_PATHS:
             parent = s
@@ -349,42 +414,8 @@ def config_schema(redacted=False):
     return s
 
 
-def _patch_of(field, name=""):
-    """What `config` may send for a field: objects merge key by key (config.merge), so every key of a (non-null)
-    object is optional; everything else — lists, maps, the programs, a null-able object — is replaced whole."""
-    if isinstance(field, Dict) and name != "programs":
-        s = Field.to_json_schema(field)
-        s["properties"] = {k: _patch_of(f, k) for k, f in field.fields.items()}
-        s["additionalProperties"] = False
-        return s
-    return field.to_json_schema()
-
-
-def config_patch_schema():
-    # commands._Section takes objects only: a list section (the calendar) is changed with the program command.
-    sections = {k: f for k, f in configmod.SCHEMA.fields.items() if f.json_type == "object"}
-    s = {"type": "object", "description": "sections of the configuration, each partial: objects are merged key by "
-                                          "key into the running config, everything else replaces; the result is "
-                                          "validated as a whole (cross-field rules included) before it is stored",
-         "properties": {k: _patch_of(f, k) for k, f in sections.items()},
-         "additionalProperties": False, "maxProperties": len(sections)}
-    _node_section_rules(s["properties"]["node"])
-    _programs_rules(s["properties"]["programs"])
-    return s
-
-
 def command_schema(name):
-    s = commands.COMMANDS[name].to_json_schema()
-    if name == "program":
-        _programs_rules(_at(s, "properties", "programs"))
-    elif name == "config":
-        # commands._Section accepts any object at this stage (the node validates the merged config); publish the
-        # real shape of each section instead of an empty object.
-        old = _at(s, "properties", "set")
-        new = config_patch_schema()
-        new["description"] = old.get("description", "") + "; " + new["description"]
-        s["properties"]["set"] = new
-    return s
+    return commands.COMMANDS[name].to_json_schema()
 
 
 def reply_schema(name):
@@ -421,6 +452,7 @@ def schemas():
     for name in sorted(commands.COMMANDS):
         out["reply_" + name] = _doc("reply to " + name, reply_schema(name))
     out["reply_error"] = _doc("error reply", REPLY_ERROR.to_json_schema())
+    out["reply_ota_chunk"] = _doc("chunk acknowledgement", REPLY_OTA_CHUNK.to_json_schema())
     out["config"] = _doc("configuration", config_schema(),
                          "The node configuration (config.json on the node's flash) with every key; `get config` "
                          "returns it with secrets as \"***\".")
@@ -475,9 +507,11 @@ def schema_for(kind, payload):
         k = p.get("kind")
         return "event_" + k if k in EVENTS else "event_alarm"
     if kind == "reply":
+        c = p.get("cmd")
+        if c == "ota_chunk":
+            return "reply_ota_chunk"  # acknowledged or refused: one message shape either way
         if p.get("ok") is not True:
             return "reply_error"
-        c = p.get("cmd")
         return "reply_" + c if c in REPLIES else "reply_error"
     if kind == "cmd":
         c = p.get("cmd")
@@ -519,7 +553,7 @@ def topic_kind(topic, prefix=DEFAULT_PREFIX):
     if parts == ["all", "cmd"] or (len(parts) == 3 and parts[0] == "group" and parts[2] == "cmd"):
         return "cmd"
     if len(parts) == 2 and parts[0] not in configmod.RESERVED_IDS and \
-            parts[1] in ("status", "state", "tele", "event", "reply", "cmd"):
+            parts[1] in ("status", "state", "tele", "event", "reply", "cmd", "ota"):
         return parts[1]
     return None
 
@@ -534,7 +568,8 @@ MQTT API of the streetlight node firmware. One node is one MQTT client (client i
 `<prefix>/<nodeId>/` and obeys commands on its own, its groups' and the broadcast command topics. The prefix is the
 node's `mqtt.prefix` setting (default `city/lights`); the addresses below use the default.
 
-Every payload is one compact UTF-8 JSON object. Times in payloads are Unix seconds (`t`, `ts`, `until`, `utc`);
+Every payload is one compact UTF-8 JSON object, except the binary update chunks on `<prefix>/<nodeId>/ota`.
+Times in payloads are Unix seconds (`t`, `ts`, `until`, `utc`);
 `t` is null while the node does not trust its clock. Schemas are JSON Schema draft 2020-12 (using only keywords
 that mean the same in draft-07), generated from the firmware's own validators by tools/contract.py.
 
@@ -555,7 +590,14 @@ canonical JSON without `sig`, made with the node key on the node's own topic and
 broadcast topics (firmware/signing.py and SECURITY.md define the bytes; tools/signing.py makes them). A signature
 is bound to its target, and an accepted id is not accepted again while its `ts` is fresh. Unsigned, badly signed,
 expired or replayed commands get an error reply and do nothing. Use TLS (port 8883) and broker ACLs so that only
-operators may publish to `.../cmd`.
+operators may publish to `.../cmd` and `.../ota`.
+
+Updates (docs/OTA.md): `ota_begin` carries the manifest signed with the fleet's update key; the image then streams
+as binary chunks on `<prefix>/<nodeId>/ota`, each acknowledged on the reply topic with the next byte the node
+expects (`cmd: ota_chunk`, `id: "ota"`); `ota_commit` verifies the image from flash, switches and restarts the
+node on trial (status goes offline with reason `ota`). The outcome arrives as an `ota_confirmed` or `ota_rollback`
+event and stays visible in `ota_status`. Chunks are not signed: the signed manifest fixes every file's sha256, and
+a chunk of another transfer (another session) is ignored.
 """
 
 
@@ -572,6 +614,41 @@ def _msg(stem, name, title, summary):
             "payload": {"$ref": "schemas/%s.json" % stem}}
 
 
+def _camel(name):
+    return "".join(w.capitalize() for w in name.split("_"))
+
+
+# The chunk header, field by field: firmware.ota.CHUNK_HEADER is ">BBHI" (big-endian, 8 bytes).
+_CHUNK_FIELDS = (("format", 0, "uint8", "always %d" % ota.CHUNK_FORMAT),
+                 ("file", 1, "uint8", "index of the file in the manifest's `files`"),
+                 ("session", 2, "uint16", "the transfer: int(manifest_sig[:4], 16)"),
+                 ("offset", 4, "uint32", "byte offset of the data in that file"))
+
+
+def _chunk_message():
+    import struct
+
+    if struct.calcsize(ota.CHUNK_HEADER) != ota.HEADER_LEN or len(_CHUNK_FIELDS) != len(ota.CHUNK_HEADER) - 1:
+        raise ValueError("firmware.ota.CHUNK_HEADER changed: update _CHUNK_FIELDS")
+    layout = "; ".join("bytes %d-%d `%s` %s: %s" % (off, off + int(t[4:]) // 8 - 1, name, t, doc)
+                       for name, off, t, doc in _CHUNK_FIELDS)
+    return {
+        "name": "otaChunk", "title": "Update chunk",
+        "summary": "Binary: an 8-byte big-endian header (struct `%s`) and 1 to %d bytes of file data."
+                   % (ota.CHUNK_HEADER, ota.MAX_CHUNK),
+        "contentType": "application/octet-stream",
+        "payload": {
+            "type": "string", "format": "binary",
+            "description": "Not JSON. Header: %s; then bytes %d.. the data (1 to %d bytes, never past the file's "
+                           "size). Only the next byte the node expects is accepted (the acknowledgement names it); "
+                           "empty files get no chunk." % (layout, ota.HEADER_LEN, ota.MAX_CHUNK),
+            "x-header": [{"name": name, "offset": off, "type": t, "byteOrder": "big-endian", "description": doc}
+                         for name, off, t, doc in _CHUNK_FIELDS],
+            "x-data": {"offset": ota.HEADER_LEN, "minLength": 1, "maxLength": ota.MAX_CHUNK},
+        },
+    }
+
+
 def asyncapi():
     """The AsyncAPI 3.0.0 document as a dict."""
     msgs = {
@@ -580,17 +657,21 @@ def asyncapi():
         "state": _msg("state", "state", "State", STATE.doc),
         "tele": _msg("tele", "tele", "Telemetry", TELE.doc),
         "replyError": _msg("reply_error", "replyError", "Error reply", REPLY_ERROR.doc),
+        "replyOtaChunk": _msg("reply_ota_chunk", "replyOtaChunk", "Chunk acknowledgement", REPLY_OTA_CHUNK.doc),
+        "otaChunk": _chunk_message(),
     }
+    event_ids = []
     for kind, f in EVENTS.items():
-        mid = "event" + "".join(w.capitalize() for w in kind.split("_"))
+        mid = "event" + _camel(kind)
         msgs[mid] = _msg("event_" + kind, mid, "Event " + kind, f.doc)
+        event_ids.append(mid)
     cmd_ids = []
-    reply_ids = ["replyError"]
+    reply_ids = ["replyError", "replyOtaChunk"]
     for name in sorted(commands.COMMANDS):
-        cid = "cmd" + name.capitalize()
+        cid = "cmd" + _camel(name)
         msgs[cid] = _msg("cmd_" + name, cid, "Command " + name, commands.COMMANDS[name].doc)
         cmd_ids.append(cid)
-        rid = "reply" + name.capitalize()
+        rid = "reply" + _camel(name)
         msgs[rid] = _msg("reply_" + name, rid, "Reply to " + name, REPLIES[name].doc)
         reply_ids.append(rid)
 
@@ -619,7 +700,7 @@ def asyncapi():
                                 "`report.min_interval_s` when power moves more than `report.deadband_w_pct` of the "
                                 "lamp's nominal power. Missed while offline (no backlog)."},
         "event": {"address": base + "event", "parameters": node_param,
-                  "messages": refs(["eventAlarm", "eventOverrideEnd", "eventConfigError"]),
+                  "messages": refs(event_ids),
                   "description": "QoS 1, not retained, in order. Kept in a bounded queue (mqtt.queue_len, default "
                                  "32) while offline and delivered after reconnect; when it overflows the oldest are "
                                  "dropped and counted (tele link.dropped). `seq` counts events since boot (gaps = "
@@ -633,6 +714,12 @@ def asyncapi():
         "cmd": {"address": base + "cmd", "parameters": node_param, "messages": refs(cmd_ids),
                 "description": "Commands to one node. Publish with QoS 1 and retain false (a retained command is "
                                "refused as stale)."},
+        "ota": {"address": base + "ota", "parameters": node_param, "messages": refs(["otaChunk"]),
+                "description": "Update chunks to one node, binary (see otaChunk), after an accepted `ota_begin`. "
+                               "Publish with QoS 1, retain false, at most a few unacknowledged at a time "
+                               "(tools/ota.py keeps 4): each is acknowledged on the node's reply topic with the "
+                               "next byte it expects (`replyOtaChunk`), which is also where to continue after a "
+                               "refusal, a lost message or a reboot."},
         "groupCmd": {"address": DEFAULT_PREFIX + "/group/{group}/cmd",
                      "parameters": {"group": {"$ref": "#/components/parameters/group"}},
                      "messages": refs(cmd_ids),
@@ -659,6 +746,13 @@ def asyncapi():
                       "bindings": _op_binding(1, False)},
         "sendReply": {"action": "send", "channel": {"$ref": "#/channels/reply"}, "messages": chan_msgs("reply"),
                       "summary": "Replies to commands.", "bindings": _op_binding(0, False)},
+    }
+    operations["receiveOta"] = {
+        "action": "receive", "channel": {"$ref": "#/channels/ota"}, "messages": chan_msgs("ota"),
+        "summary": "Update chunks to this node. The node subscribes with QoS 1.",
+        "bindings": _op_binding(1, False),
+        "reply": {"channel": {"$ref": "#/channels/reply"},
+                  "messages": [{"$ref": "#/channels/reply/messages/replyOtaChunk"}]},
     }
     for ch, summary in (("cmd", "Commands to this node."), ("groupCmd", "Commands to a group."),
                         ("allCmd", "Commands to all nodes.")):

@@ -10,6 +10,10 @@ import uuid
 
 import paho.mqtt.client as mqtt
 
+# Test hook: when set, called with every new Operator before it connects (host_tests/contract_check.py sets it to
+# validate every message the nodes send during a test). None everywhere else.
+on_new_operator = None
+
 
 class Operator:
     def __init__(self, host, port, prefix="city/lights", client_id=None, user=None, password=None, tls=None,
@@ -29,10 +33,12 @@ class Operator:
         self.state = {}  # node → last state dict
         self.tele = {}  # node → last telemetry dict
         self.events = []  # (node, event dict)
-        self.raw = []  # (topic, payload bytes) of every message, for contract checks
+        self.raw = []  # (topic, payload bytes, retained) of every message, for contract checks
         self.connected = threading.Event()
         self.client.on_message = self._on_message
         self.client.on_connect = self._on_connect
+        if on_new_operator is not None:
+            on_new_operator(self)
         self.client.connect(host, port, keepalive=30)
         self.client.loop_start()
         if not self.connected.wait(10):

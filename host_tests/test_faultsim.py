@@ -1,0 +1,405 @@
+"""Fault detection of a whole simulated lamp post (tools/faultsim.py): the sim injects each fault it knows, the
+node's real control chain consumes the sim's readings, and each fault must be raised within its stated delay of
+becoming observable, once, and cleared within its clear delay of going away, with no other alarm; a noisy healthy
+lamp for a simulated year raises nothing; the meter's energy over a night matches the sim's exact power integral.
+CPython only (pytest fixtures, tmp dirs, the printed table). `pytest -s` prints the table of detection delays.
+
+Node config used by the runs: the defaults (Padang, astro mode, the default program) plus a faults.nominal_a
+table learnt from the sim's lamp through FaultMonitor's own calibration (FaultSim.calibrate). Without it the
+defaults false-alarm: test_uncalibrated_defaults_raise_no_alarm_in_a_night (xfail, strict) keeps that visible.
+"""
+
+import os
+import subprocess
+import sys
+
+import pytest
+from conftest import ROOT  # (importing conftest puts the repo and tools/ on sys.path)
+
+import faultsim  # noqa: E402
+from drivers import sim as simmod  # noqa: E402
+from firmware import astro, timebase  # noqa: E402
+from firmware import config as configmod  # noqa: E402
+from firmware.faults import SCHEMA as FAULTS_SCHEMA  # noqa: E402
+from firmware.faults import FaultMonitor  # noqa: E402
+from firmware.node import Node  # noqa: E402
+
+DAY = timebase.days_from_civil(2026, 3, 20)  # the sim's default start date: sunset 18:29, sunrise 06:22 local
+DEF = FAULTS_SCHEMA.check({}, "faults")
+CAL_LEVELS = faultsim.CAL_LEVELS
+SITE = configmod.defaults()["site"]
+# Thresholds that would make a welded relay visible behind a dim-to-off driver (1 W standby); see the report.
+PROPOSED_LIT = {"lit_a": 0.005, "lit_w": 0.5}
+# A noisier street than sim.json's defaults, for the healthy year.
+NOISY = {"seed": 11, "cloudiness": 0.8, "headlights_per_hour": 30.0, "lux_noise": 0.1, "mains_noise_v": 10.0}
+
+ROWS = []  # the detection-delay table, printed at the end of the module
+
+
+def at(hh, mm=0, day=0):
+    """World t2k of local hh:mm on DAY + day."""
+    return faultsim.local_t2k(DAY + day, hh, mm, SITE)
+
+
+def hm(t):
+    lt = t - at(0)
+    return "%+d %02d:%02d:%02d" % (lt // 86400, lt % 86400 // 3600, lt % 3600 // 60, lt % 60)
+
+
+@pytest.fixture(scope="module")
+def calibration(tmp_path_factory):
+    fs = faultsim.FaultSim({"start_t2k": at(12)}, None, "soft", str(tmp_path_factory.mktemp("cal")))
+    table = fs.calibrate(CAL_LEVELS, hold_s=60)
+    assert [p[0] for p in table] == list(CAL_LEVELS)
+    assert fs.events == []  # electrical faults hold while calibrating, even with odd levels by day
+    # The sim's driver: constant power plus a 1 W floor, power factor 0.35..0.96 → current per level.
+    assert 0.27 < table[-1][1] < 0.30 and table[0][1] > 2.0 * 6.0 / 220.0
+    return table
+
+
+def node_cfg(table, **faults):
+    f = {"nominal_a": table}
+    f.update(faults)
+    return {"faults": f}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def table_printer():
+    yield
+    if ROWS:
+        print("\n\nDetection delays (s) measured on the simulated post; bound = configured delay (+ one step)")
+        print("%-24s %-31s %-12s %-12s %6s %6s %6s %6s %4s" % (
+            "sim fault", "raised", "observable", "raised at", "delay", "bound", "clear", "bound", "step"))
+        for r in ROWS:
+            print("%-24s %-31s %-12s %-12s %6s %6s %6s %6s %4d" % r)
+
+
+class Watch:
+    """on_step hook: the first world time >= t1 (and < t2) at which `observable(inputs)` held."""
+
+    def __init__(self, t1, t2, observable):
+        self.t1 = t1
+        self.t2 = t2
+        self.observable = observable
+        self.t_obs = None
+
+    def __call__(self, fs, events):
+        t = fs.world_now()
+        if self.t_obs is None and self.t1 <= t < self.t2 and self.observable(fs.inputs):
+            self.t_obs = t
+
+
+def lamp_on(inp):
+    return inp["relay"] and inp["level"] > 0
+
+
+def relay_open(inp):
+    return not inp["relay"]
+
+
+def always(inp):
+    return True
+
+
+def sun_below(deg):
+    return lambda inp: inp["sun"] is not None and inp["sun"] < deg
+
+
+C = DEF
+CYC_PERIOD = simmod.CYCLING_ON_S + simmod.CYCLING_OFF_S
+# (id, sim fault, window (t1, t2), run (start, end), fine step, coarse step, expected fault, its reason or None,
+#  observable when, raise delay, clear bound after t2, sim lamp/extra, faults cfg extra)
+SCENARIOS = [
+    ("lamp_dead", "lamp_dead", (at(19), at(21)), (at(12), at(22)), 1, 10, "lamp_failure", None, lamp_on,
+     C["lamp_failure"]["delay_s"], C["lamp_failure"]["clear_s"], {}, {}),
+    # Dead from the afternoon: nothing to see until the program switches the lamp on at sunset.
+    ("lamp_dead from day", "lamp_dead", (at(15), at(20)), (at(12), at(21)), 1, 10, "lamp_failure", None, lamp_on,
+     C["lamp_failure"]["delay_s"], C["lamp_failure"]["clear_s"], {}, {}),
+    # A welded relay behind a 1-10 V driver that cannot dim to off (it idles at ~its 10 % floor, 6 W).
+    ("relay_stuck_on day 6W", "relay_stuck_on", (at(8), at(10)), (at(7), at(11)), 1, 10, "relay_stuck", None,
+     relay_open, C["relay_stuck"]["delay_s"], C["relay_stuck"]["clear_s"], {"lamp": {"standby_w": 6.0}}, {}),
+    # Welded during the night: seen when the program opens the relay at sunrise.
+    ("relay_stuck_on dawn 6W", "relay_stuck_on", (at(3, 0, 1), at(9, 0, 1)), (at(12), at(10, 0, 1)), 1, 60,
+     "relay_stuck", None, relay_open, C["relay_stuck"]["delay_s"], C["relay_stuck"]["clear_s"],
+     {"lamp": {"standby_w": 6.0}}, {}),
+    # The sim's default driver dims to off (1 W standby): visible only with the proposed thresholds.
+    ("relay_stuck_on 1W, lit*", "relay_stuck_on", (at(8), at(10)), (at(7), at(11)), 1, 10, "relay_stuck", None,
+     relay_open, C["relay_stuck"]["delay_s"], C["relay_stuck"]["clear_s"], {}, PROPOSED_LIT),
+    ("meter_dead", "meter_dead", (at(20), at(20, 30)), (at(19), at(21)), 1, 10, "current_sensor_fault", None,
+     always, C["current_sensor"]["delay_s"], C["current_sensor"]["clear_s"], {}, {}),
+    ("meter_dead day", "meter_dead", (at(13), at(13, 30)), (at(12), at(14)), 1, 10, "current_sensor_fault", None,
+     always, C["current_sensor"]["delay_s"], C["current_sensor"]["clear_s"], {}, {}),
+    ("light_dead", "light_dead", (at(13), at(14)), (at(12), at(15)), 1, 10, "light_sensor_fault", "range",
+     always, C["light_sensor"]["delay_s"], C["light_sensor"]["clear_s"], {}, {}),
+    # Stuck at a twilight reading (between dark_lux and bright_lux): only the "identical for stuck_h" rule sees it.
+    ("light_stuck twilight", "light_stuck", (at(18, 35), at(19, 35, 1)), (at(12), at(20, 30, 1)), 10, 10,
+     "light_sensor_fault", "stuck", always, int(C["light_sensor"]["stuck_h"] * 3600),
+     C["light_sensor"]["clear_s"], {}, {}),
+    # Stuck at a daylight reading: "bright_night" once the sun is below sun_low_deg for bright_night_h.
+    ("light_stuck daylight", "light_stuck", (at(12, 30), at(2, 0, 1)), (at(12), at(3, 0, 1)), 10, 10,
+     "light_sensor_fault", "bright_night", sun_below(C["light_sensor"]["sun_low_deg"]),
+     int(C["light_sensor"]["bright_night_h"] * 3600), C["light_sensor"]["clear_s"], {}, {}),
+    # count dropouts (the sim: 240 s lit, 60 s out) make cycling; it clears a window without dropout + clear_s later.
+    ("cycling", "cycling", (at(19, 30), at(21)), (at(18), at(23, 30)), 1, 10, "cycling", None, lamp_on,
+     (C["cycling"]["count"] - 1) * CYC_PERIOD + simmod.CYCLING_ON_S,
+     C["cycling"]["window_s"] + C["cycling"]["clear_s"], {}, {}),
+    ("over_current", "over_current", (at(20), at(21)), (at(19), at(22)), 1, 10, "over_current", None, lamp_on,
+     C["current"]["delay_s"], C["current"]["clear_s"], {}, {}),
+    ("over_current dimmed 60%", "over_current", (at(23, 30), at(1, 0, 1)), (at(22, 30), at(2, 0, 1)), 1, 10,
+     "over_current", None, lamp_on, C["current"]["delay_s"], C["current"]["clear_s"], {}, {}),
+]
+
+
+def real_node(path, sim, cfg):
+    """The firmware's own Node on a SimBoard driven by a ManualClock (no link: only control steps are run)."""
+    path.mkdir()
+    clk = faultsim.ManualClock(0)
+    board = simmod.make_board(None, str(path), sim, "soft", clk, clk)
+    return Node(board, cfg, board.store, lambda: 0.5), board, clk
+
+
+@pytest.mark.parametrize("sc", SCENARIOS, ids=[s[0] for s in SCENARIOS])
+def test_injected_fault_raised_in_time_once_and_cleared(sc, calibration, tmp_path):
+    (name, kind, (t1, t2), (start, end), fine, coarse, fault, reason, observable, delay, clear_bound,
+     sim_extra, faults_extra) = sc
+    sim = {"start_t2k": start, "faults": [{"kind": kind, "from": t1, "to": t2}]}
+    sim.update(sim_extra)
+    watch = Watch(t1, t2, observable)
+    fs = faultsim.FaultSim(sim, node_cfg(calibration, **faults_extra), "soft", str(tmp_path), watch)
+    fs.run(t1 - 600, coarse)  # quiet lead-in in coarse steps, then fine steps through the fault and its clearing
+    fs.run(end, fine)
+    evs = [(n, a, t) for n, a, t, _ in fs.events]
+    assert watch.t_obs is not None, "the fault never became observable in its window"
+    assert [e for e in evs if e[0] != fault] == [], "other faults raised: %r" % evs
+    mine = [e for e in evs if e[0] == fault]
+    assert [a for _, a, _ in mine] == [True, False], mine
+    t_raise = mine[0][2]
+    t_clear = mine[1][2]
+    if reason is not None:
+        details = [d for n, a, _, d in fs.events if n == fault and a]
+        assert details[0]["reason"] == reason
+    d_raise = t_raise - watch.t_obs
+    d_clear = t_clear - t2
+    ROWS.append((name, fault + ("/" + reason if reason else ""), hm(watch.t_obs), hm(t_raise), d_raise, delay,
+                 d_clear, clear_bound, fine))
+    # Within its delay of becoming observable, to a step; and not before it (the debounce works).
+    assert delay - fine <= d_raise <= delay + fine
+    assert t_raise < t2
+    assert 0 < d_clear <= clear_bound + fine
+    assert fs.active() == []
+
+
+HPS_SIM = {"nominal_w": 100.0, "standby_w": 0.0, "warmup_s": 240}
+HPS_NODE = {"lamp": {"nominal_w": 100.0, "warmup_s": 240, "restrike_s": 300}}
+
+
+@pytest.mark.parametrize("kind,fault", [(None, None), ("cycling", "cycling"), ("lamp_dead", "lamp_failure"),
+                                        ("over_current", "over_current")])
+def test_hps_post_with_warm_up_and_restrike(kind, fault, tmp_path):
+    """A 100 W HPS post (run-up: 30 % power and 140 % current at strike; re-strike lockout): the warm-up must not
+    look like a fault, and the faults are still seen."""
+    cal = faultsim.FaultSim({"start_t2k": at(12), "lamp": HPS_SIM}, HPS_NODE, "soft", str(tmp_path / "cal"))
+    cfg = dict(HPS_NODE, faults={"nominal_a": cal.calibrate(CAL_LEVELS, hold_s=600)})
+    assert cal.events == []
+    sim = {"start_t2k": at(12), "lamp": HPS_SIM}
+    if kind is not None:
+        sim["faults"] = [{"kind": kind, "from": at(19, 30), "to": at(21)}]
+    fs = faultsim.FaultSim(sim, cfg, "soft", str(tmp_path / "run"))
+    fs.run(at(8, 0, 1), 1)
+    evs = [(n, a) for n, a, _, _ in fs.events]
+    assert evs == ([] if fault is None else [(fault, True), (fault, False)])
+    if fault is not None:
+        assert at(19, 30) < fs.events[0][2] < at(21) < fs.events[1][2] < at(23, 30)
+    # The sim's truth has the faults in it too (a cycling lamp's dropouts, a dead lamp's zero).
+    assert abs(fs.energy_wh() - fs.true_wh) <= 0.01 * fs.true_wh
+
+
+def test_light_stuck_twilight_value_is_between_dark_and_bright():
+    # The "stuck" scenario above means the stuck_h rule only if the frozen reading trips no other rule.
+    w = simmod.SimWorld({})
+    lux = w.sensor_lux(at(18, 35))
+    assert DEF["light_sensor"]["dark_lux"] < lux < DEF["light_sensor"]["bright_lux"], lux
+    assert w.sensor_lux(at(12, 30)) > 10 * DEF["light_sensor"]["bright_lux"]
+
+
+@pytest.mark.xfail(strict=True, reason="faults.py relay_stuck needs 'lit' (>= 0.02 A and 3 W): a welded relay "
+                   "behind the sim's dim-to-off driver draws its 1 W / 0.013 A standby, so it is never seen")
+def test_relay_stuck_behind_dim_to_off_driver_with_default_thresholds(calibration, tmp_path):
+    sim = {"start_t2k": at(7), "faults": [{"kind": "relay_stuck_on", "from": at(8), "to": at(10)}]}
+    fs = faultsim.FaultSim(sim, node_cfg(calibration), "soft", str(tmp_path))
+    fs.run(at(11), 10)
+    assert [e[0] for e in fs.events if e[1]] == ["relay_stuck"]
+
+
+@pytest.mark.xfail(strict=True, reason="uncalibrated, faults.py expects amps = W / V (power factor 1); the sim's "
+                   "healthy driver at 60 % draws 1.23x that (PF 0.82): over_current every night at 23:10")
+def test_uncalibrated_defaults_raise_no_alarm_in_a_night(tmp_path):
+    fs = faultsim.FaultSim({"start_t2k": at(12)}, None, "soft", str(tmp_path))
+    fs.run(at(12, 0, 1), 60)
+    assert fs.events == []
+
+
+def test_supply_loss_on_power_on_boot_only(calibration, tmp_path):
+    fs = faultsim.FaultSim({"start_t2k": at(20)}, node_cfg(calibration), "power_on", str(tmp_path / "a"))
+    assert [(n, a, t) for n, a, t, _ in fs.events] == [("supply_loss", True, at(20)), ("supply_loss", False, at(20))]
+    assert fs.events[0][3] == {"cause": "power_on"}
+    assert fs.meter.counters()["supply_losses"] == 1
+    fs.run(at(21), 1)
+    assert len(fs.events) == 2 and fs.active() == []  # momentary: never active, never raised again
+    for cause in ("soft", "wdt", "hard"):
+        fs = faultsim.FaultSim({"start_t2k": at(20)}, node_cfg(calibration), cause, str(tmp_path / cause))
+        fs.run(at(20, 10), 1)
+        assert fs.events == [] and fs.meter.counters()["supply_losses"] == 0
+
+
+def test_no_rtc_runs_on_the_photocell_without_false_alarm(calibration, tmp_path):
+    # The RTC lost at boot: time not valid, no sun elevation, the photocell decides (lamp lit at night by default).
+    sim = {"start_t2k": at(12), "faults": [{"kind": "no_rtc", "from": 0, "to": None}]}
+    seen = {}
+
+    def hook(fs, evs):
+        h = (fs.world_now() - at(0)) // 3600
+        seen[h] = (fs.level, fs.reason, fs.inputs["sun"])
+
+    fs = faultsim.FaultSim(sim, node_cfg(calibration), "power_on", str(tmp_path), hook)
+    assert fs.board.clock.now() < 86400 and not fs.time.valid  # the clock restarted at 2000-01-01
+    fs.run(at(12, 0, 1), 10)
+    assert [n for n, a, _, _ in fs.events] == ["supply_loss", "supply_loss"]  # the power-on, nothing else
+    assert seen[22] == (100, "photocell:no-time", None)
+    assert seen[13][0] == 0 and seen[10 + 24][0] == 0  # the photocell switches it off by day
+
+
+def test_fault_inputs_match_the_real_node(calibration, tmp_path):
+    """The real firmware Node, on its own SimBoard with the same world and clocks, gives FaultMonitor exactly the
+    inputs FaultSim gives, step for step, through dusk, a cycling lamp, a dead meter and the 23:00 dimming."""
+    sim = {"start_t2k": at(18), "faults": [{"kind": "cycling", "from": at(18, 45), "to": at(19, 15)},
+                                           {"kind": "meter_dead", "from": at(19, 20), "to": at(19, 25)},
+                                           {"kind": "lamp_dead", "from": at(22, 50), "to": at(23, 5)}]}
+    cfg = configmod.validate(node_cfg(calibration))
+    node, board, clk = real_node(tmp_path / "node", sim, cfg)
+    got = []
+    real_update = node.faults.update
+
+    def spy(now, inp):
+        got.append((board.clock.world_now(), dict(inp)))
+        return real_update(now, inp)
+
+    node.faults.update = spy
+    node.time.boot(board.clock.now(), None)
+    want = []
+    fs = faultsim.FaultSim(sim, cfg, "soft", str(tmp_path / "fs"),
+                           lambda s, e: want.append((s.world_now(), dict(s.inputs))))
+    node.control_step(board.clock.ticks_ms())
+    end = at(23, 15)
+    while fs.world_now() < end:
+        clk.ms += 1000
+        node.control_step(board.clock.ticks_ms())
+        fs.step(1)
+    assert len(got) == len(want) > 5 * 3600
+    for g, w in zip(got, want):
+        assert g == w
+    # The span was not trivial: the lamp came on, cycled, dimmed, and the meter was out for a while.
+    levels = set(x["level"] for _, x in got)
+    assert {0.0, 100.0, 60.0} <= levels
+    assert any(x["reading"] is None for _, x in got)
+    assert any(x["relay"] and x["reading"][2] == 0.0 for _, x in got if x["reading"] is not None)
+
+
+@pytest.mark.xfail(strict=True, reason="node.py feeds FaultMonitor (and Meter) LampOutput's relay and level while "
+                   "_drive blinks the board's relay for `identify`: the samples see a dark lamp 'commanded on' "
+                   "(lamp_failure) or a lit lamp with the relay 'open' (relay_stuck)")
+def test_identify_blinking_raises_no_alarm(calibration, tmp_path):
+    cfg = configmod.validate(node_cfg(calibration))
+    raised = []
+    for hour, period_ms in ((21, 1000), (12, 1003)):  # exact 1 s control cadence at night; 3 ms late by day
+        t0 = at(hour)
+        node, board, clk = real_node(tmp_path / str(hour), {"start_t2k": t0}, cfg)
+        node._event_fault = lambda now, ev: raised.append((hour, board.clock.world_now() - t0, ev[0], ev[1]))
+        node.time.boot(board.clock.now(), None)
+        for i in range(700):
+            if i == 60:
+                reply = node.execute({"cmd": "identify", "id": "i1", "seconds": 600}, board.clock.now())
+                assert reply["ok"]
+            clk.ms += period_ms
+            node.control_step(board.clock.ticks_ms())
+    assert raised == []
+
+
+def test_noisy_healthy_lamp_for_a_year_raises_no_alarm(calibration, tmp_path):
+    """365 days of the sim's noise (clouds, headlights, sensor noise, mains drift) at 60 s steps: no alarm, with
+    the defaults and with the proposed lit thresholds (watched by a second monitor on the same inputs)."""
+    start = faultsim.local_t2k(timebase.days_from_civil(2026, 1, 1), 12, 0, SITE)
+    sim = dict(NOISY, start_t2k=start)
+    cfg = configmod.validate(node_cfg(calibration))
+    proposed = FaultMonitor(dict(cfg["faults"], **PROPOSED_LIT), cfg["lamp"])
+    other = []
+    stats = {"on": 0, "dim": 0, "bright_dark": 0, "cars": 0}
+
+    def hook(fs, evs):
+        inp = fs.inputs
+        other.extend(proposed.update(fs.board.clock.now(), inp))
+        if inp["relay"]:
+            stats["on"] += 1
+            if inp["level"] == 60.0:
+                stats["dim"] += 1
+            if inp["lux"] > 1000.0:
+                stats["cars"] += 1  # headlights seen by the sensor in the dark
+        elif inp["sun"] > 30.0 and inp["lux"] < 30000.0:
+            stats["bright_dark"] += 1  # a heavily clouded day
+
+    fs = faultsim.FaultSim(sim, cfg, "soft", str(tmp_path), hook)
+    steps = 365 * 1440
+    fs.run(start + 60 * steps, 60)
+    print("\nyear: %d steps, stats %r, energy %.1f kWh metered vs %.1f kWh true" % (
+        fs.steps, stats, fs.energy_wh() / 1000.0, fs.true_wh / 1000.0))
+    # The year did exercise the states that could false-alarm (a vacuous year would prove nothing).
+    assert 0.45 * steps < stats["on"] < 0.55 * steps and stats["dim"] > 0.2 * steps
+    assert stats["cars"] > 100 and stats["bright_dark"] > 1000
+    assert fs.events == [], fs.events[:10]
+    assert other == [], other[:10]
+    assert abs(fs.energy_wh() - fs.true_wh) <= 0.01 * fs.true_wh
+
+
+def test_energy_of_a_night_matches_the_sims_power_integral(tmp_path):
+    """The default Padang program (100 % from sunset, 60 % 23:00-04:30, 100 % to sunrise) at 1 s steps: the
+    node's metered Wh vs the exact integral of the sim's power, and that integral vs the program worked by hand."""
+    fs = faultsim.FaultSim({"start_t2k": at(17)}, None, "soft", str(tmp_path))
+    fs.run(at(7, 0, 1), 1)
+    err = (fs.energy_wh() - fs.true_wh) / fs.true_wh
+    print("\nnight: metered %.3f Wh, true %.3f Wh, error %+.4f %%" % (fs.energy_wh(), fs.true_wh, 100 * err))
+    assert abs(err) < 0.01
+    # The exact integral, independently: the sim's driver draws 1 W + 59 W x duty; on/off at the program's
+    # sunset/sunrise (astro.sun_times), each fade 1.5 s (a second or two at an intermediate level: < 0.05 Wh).
+    y, m, d = timebase.civil_from_days(DAY)
+    sset = at(0) + int(astro.sun_times(y, m, d, SITE["lat"], SITE["lon"], SITE["utc_offset_min"])[1] * 60)
+    y, m, d = timebase.civil_from_days(DAY + 1)
+    srise = at(0, 0, 1) + int(astro.sun_times(y, m, d, SITE["lat"], SITE["lon"], SITE["utc_offset_min"])[0] * 60)
+    w60 = 1.0 + 59.0 * 0.6
+    hand = (60.0 * (at(23) - sset) + w60 * (at(4, 30, 1) - at(23)) + 60.0 * (srise - at(4, 30, 1))) / 3600.0
+    assert abs(fs.true_wh - hand) < 0.2, (fs.true_wh, hand)
+
+
+def _cli(exe, args, env=None):
+    r = subprocess.run([exe, "tools/faultsim.py"] + args, cwd=ROOT, env=env, capture_output=True, text=True,
+                       timeout=120)
+    return r.returncode, r.stdout.strip().splitlines(), r.stderr
+
+
+def test_cli_gives_the_same_run_on_micropython_and_cpython(tmp_path):
+    args = ["--from-h", "18", "--hours", "3", "--fault", "meter_dead@19-19:10", "--fault", "lamp_dead@19:30-20",
+            "--cause", "power_on", "--calibrate"]
+    rc, cp, err = _cli(sys.executable, args + ["--dir", str(tmp_path / "cp")])
+    assert rc == 0, err
+    env = dict(os.environ, MICROPYPATH=ROOT + ":" + os.path.join(ROOT, "lib"))
+    rc, mp, err = _cli(os.path.join(ROOT, ".venv", "bin", "micropython"), args + ["--dir", str(tmp_path / "mp")], env)
+    assert rc == 0, "\n".join(mp) + err
+    # Event lines: time, name, raised/cleared (the detail dicts print in each runtime's own key order).
+    assert [x.split()[:4] for x in mp] == [x.split()[:4] for x in cp]
+    assert mp[-1] == cp[-1] and cp[-1].startswith("10801 steps; active at the end: none; energy metered")
+    names = [x.split()[2:4] for x in cp[1:-1]]
+    assert names == [["supply_loss", "raised"], ["supply_loss", "cleared"],
+                     ["current_sensor_fault", "raised"], ["current_sensor_fault", "cleared"],
+                     ["lamp_failure", "raised"], ["lamp_failure", "cleared"]], cp
+    for bad in (["--fault", "bogus@1-2"], ["--fault", "lamp_dead"], ["--frobnicate", "1"], ["--hours"]):
+        rc, out, err = _cli(sys.executable, bad + ["--dir", str(tmp_path / "bad")])
+        assert rc == 2, (bad, out, err)
