@@ -28,6 +28,9 @@ from firmware.version import VERSION
 
 BUILD_FLOOR_T2K = days_from_civil(2026, 1, 1) * 86400  # no real clock can read earlier than this firmware
 _FADE_STEP_MS = const(50)
+# Calibration: hold each level this long (plus the lamp's warm-up) while FaultMonitor learns its healthy current.
+CALIBRATION_LEVELS = (10, 20, 40, 60, 80, 100)
+_CALIBRATION_HOLD_S = const(60)
 _IDENTIFY_HALF_MS = const(500)
 
 
@@ -96,6 +99,8 @@ class Node:
         self._identify_until = None
         self._lit_since = None  # ticks when the relay last closed (warm-up for the fault checks)
         self._driven_relay = False  # the relay as the board drives it now
+        self._logged_error = ""
+        self._calibration = None  # [index into CALIBRATION_LEVELS, t2k the level started] while calibrating
         self._boot_ms = self.board.clock.ticks_ms()
         self._healthy_done = False
         self._pending_reset = None
@@ -187,6 +192,12 @@ class Node:
         elif self.lamp.fading() or self._identify_until is not None:
             self._drive(now_ms)
         self.link.service(now_ms)
+        if self.link.last_error != self._logged_error:
+            # Report locally why the broker cannot be reached (a refused certificate, bad credentials...), once per
+            # change of reason: the serial console is the only witness while the network is what is broken.
+            self._logged_error = self.link.last_error
+            if self._logged_error:
+                self.log.add(self.board.clock.now(), "mqtt: " + self._logged_error)
         if self.link.connected:
             now = self.board.clock.now()
             self._report(now)
@@ -210,6 +221,9 @@ class Node:
         clo = self.control_cfg["clo"]
         if clo["enabled"] and level > 0 and reason != "override":
             level = clo_level(level, self.meter.counters()["burn_h"], clo)
+        if self._calibration is not None:
+            level = self._calibration_level(now)
+            reason = "calibrate"
         self.level = level
         self.reason = reason
         self.lamp.set_target(level, now_ms)
@@ -234,6 +248,26 @@ class Node:
         if self.ota.confirm_if_due(self.link is not None and self.link.connected, uptime_s) and self.ota.reset_wanted:
             self._pending_reset = "ota"
         b.wdt.feed()  # only a control step that got this far keeps the watchdog quiet
+
+    def _calibration_level(self, now):
+        """The level calibration drives now; moves on every hold period and stores the table at the end."""
+        cal = self._calibration
+        if now - cal[1] >= _CALIBRATION_HOLD_S + self.cfg["lamp"]["warmup_s"] or now < cal[1]:
+            cal[0] += 1
+            cal[1] = now
+        if cal[0] < len(CALIBRATION_LEVELS):
+            return CALIBRATION_LEVELS[cal[0]]
+        self._calibration = None
+        table = self.faults.calibrate_stop(now)
+        if len(table) >= 2:
+            try:
+                self._change_config({"faults": {"nominal_a": table}}, now)
+                self._event(now, {"kind": "calibrated", "nominal_a": table})
+            except (Invalid, OSError) as e:
+                self._event(now, {"kind": "calibration_failed", "reason": str(e)})
+        else:
+            self._event(now, {"kind": "calibration_failed", "reason": "no stable current readings"})
+        return self.level
 
     def _drive(self, now_ms):
         duty, relay = self.lamp.step(now_ms)
@@ -484,6 +518,13 @@ class Node:
                 r = self.ota.abort()
             r["id"] = cmd["id"]
             return r
+        elif kind == "calibrate":
+            if self._calibration is not None:
+                return error_reply(cmd["id"], kind, "calibration already running")
+            self.faults.calibrate_start(now)
+            self._calibration = [0, now]
+            ok["levels"] = list(CALIBRATION_LEVELS)
+            ok["seconds"] = len(CALIBRATION_LEVELS) * (_CALIBRATION_HOLD_S + self.cfg["lamp"]["warmup_s"])
         else:
             return error_reply(cmd["id"], kind, "not supported by this firmware")
         return ok
@@ -501,6 +542,10 @@ class Node:
             self.cfg = new
             self._apply_control_config(safe_config(new) if self.safe_mode else new)
             self.lamp = LampOutput(new["lamp"]) if "lamp" in patch else self.lamp
+            if "faults" in patch or "lamp" in patch:  # new thresholds; active faults carried over
+                self.faults = FaultMonitor(new["faults"], new["lamp"], self.faults.snapshot())
+            if "metering" in patch:
+                self.meter = Meter(new["metering"], self.meter.snapshot())
             self.log.add(now, "config changed live: " + ",".join(sorted(patch)))
         else:
             # Identity, broker, hardware or security changes take a restart; the boot after it must reach the

@@ -185,9 +185,10 @@ def test_acl_text_grants_exactly_the_roles():
         elif line.startswith("topic ") and user:
             sections[user].append(line[6:])
     assert sections["node-a"] == ["write %s/node-a/%s" % (P, t) for t in acl.NODE_TOPICS_OUT] + [
+        "read %s/node-a/status" % P, "read %s/node-a/ota" % P,
         "read %s/node-a/cmd" % P, "read %s/all/cmd" % P, "read %s/group/east/cmd" % P]
     assert sections["grafana"] == ["read %s/#" % P]
-    assert all(not r.startswith("write") or r.endswith("/cmd") for r in sections["ops"])
+    assert all(not r.startswith("write") or r.endswith("/cmd") or r.endswith("/+/ota") for r in sections["ops"])
     for name, pw in PW.items():
         assert pw not in text
 

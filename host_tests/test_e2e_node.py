@@ -174,3 +174,24 @@ def test_no_clock_photocell_decides(any_broker, node_factory):
         assert st["time_valid"] is False and st["level"] == 100 and st["reason"].startswith("photocell")
     finally:
         op.close()
+
+
+def test_calibrate_learns_the_healthy_current_per_level(broker, node_factory):
+    # World clock x20: six levels held 60 s each pass in 18 real seconds, and the 1.5 s (real) fade between levels
+    # still settles well inside each hold, as it does at real speed.
+    op, vn = start(broker, node_factory, sim={"speed": 20})
+    try:
+        r = op.command("n1", "calibrate")
+        assert r["ok"] and r["levels"] == [10, 20, 40, 60, 80, 100]
+        ev = op.wait_for(lambda: [e for n, e in op.events if e.get("kind", "").startswith("calibrat")], 45)[0]
+        assert ev["kind"] == "calibrated", ev
+        table = ev["nominal_a"]
+        assert [lv for lv, a in table] == [10, 20, 40, 60, 80, 100]
+        amps = [a for lv, a in table]
+        assert amps == sorted(amps) and 0.2 < amps[-1] < 0.35  # a 60 W lamp on 220 V draws about 0.27 A
+        cfg = op.command("n1", "get", what="config")["config"]
+        assert cfg["faults"]["nominal_a"] == table  # stored: current checks are on from now on
+        st = op.wait_for(lambda: op.state["n1"]["reason"] != "calibrate" and op.state["n1"], 10)
+        assert st["reason"] == "program:default" and st["level"] == 100 and st["faults"] == []
+    finally:
+        op.close()

@@ -193,7 +193,7 @@ class Bench:
         d = os.path.join(self.work, bid)
         os.makedirs(d, exist_ok=True)
         env = dict(os.environ)
-        env.update({"MICROPYPATH": os.path.join(ROOT, "lib"), "BENCH_HOST": self.broker.host,
+        env.update({"MICROPYPATH": os.pathsep.join((".frozen", os.path.join(ROOT, "lib"))), "BENCH_HOST": self.broker.host,
                     "BENCH_PORT": str(self.broker.port), "BENCH_ID": bid,
                     "BENCH_HEAP_OUT": os.path.join(d, "bench_heap.jsonl")})
         if mpy:
@@ -558,7 +558,7 @@ def _timed(cmd, env=None):
 
 def measure_sim_year(b):
     mp = micropython_binary()
-    env = {"MICROPYPATH": ROOT + os.pathsep + os.path.join(ROOT, "lib")}
+    env = {"MICROPYPATH": os.pathsep.join((".frozen", ROOT, os.path.join(ROOT, "lib")))}
     control = [mp, os.path.join(HERE, "bench_control.py"), "astro"]
     simyear = os.path.join(HERE, "simyear.py")
     if os.path.exists(simyear):

@@ -10,10 +10,11 @@ INVENTORY.json:
 
 A node's MQTT user name is its node id (and, with use_username_as_clientid, so is its client id). Roles:
 - node: publish only <prefix>/<id>/{status,state,tele,event,reply}; receive only <prefix>/<id>/cmd,
-  <prefix>/all/cmd and <prefix>/group/<g>/cmd for its own groups. Explicit per-user sections, not `pattern`
+  <prefix>/<id>/ota, its own <prefix>/<id>/status, <prefix>/all/cmd and <prefix>/group/<g>/cmd for its groups. Explicit per-user sections, not `pattern`
   lines: a pattern (%u) cannot say which groups a node is in, and it would also grant every operator and monitor
   user a node-shaped topic tree under its own name.
-- operator: read everything under the prefix; publish only command topics (node, group, broadcast).
+- operator: read everything under the prefix; publish only command topics (node, group, broadcast) and update
+  chunks (<prefix>/<id>/ota).
 - monitor: read everything under the prefix; publish nothing.
 Anonymous clients are refused. Passwords go into a mosquitto password file (PBKDF2-SHA512, `$7$`), made with
 `mosquitto_passwd -b` when it is installed, else by the same algorithm here (the format mosquitto 2 reads).
@@ -100,6 +101,10 @@ def acl_text(inv):
         lines.append("user %s" % u)
         for t in NODE_TOPICS_OUT:
             lines.append("topic write %s/%s/%s" % (p, u, t))
+        # Its own status is read back too: a stale Last Will of its previous connection, published after the new
+        # birth, is answered with a fresh birth (firmware/node.py). Update chunks arrive on its ota topic.
+        lines.append("topic read %s/%s/status" % (p, u))
+        lines.append("topic read %s/%s/ota" % (p, u))
         lines.append("topic read %s/%s/cmd" % (p, u))
         lines.append("topic read %s/all/cmd" % p)
         for g in n["groups"]:
@@ -108,7 +113,8 @@ def acl_text(inv):
     for o in inv["operators"]:
         lines += ["user %s" % o["user"], "topic read %s/#" % p,
                   "topic write %s/+/cmd" % p,  # a node's commands, and <prefix>/all/cmd ("all" is no node id)
-                  "topic write %s/group/+/cmd" % p, ""]
+                  "topic write %s/group/+/cmd" % p,
+                  "topic write %s/+/ota" % p, ""]  # update chunks (tools/ota.py)
     for m in inv["monitors"]:
         lines += ["user %s" % m["user"], "topic read %s/#" % p, ""]
     return "\n".join(lines)

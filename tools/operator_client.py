@@ -39,12 +39,18 @@ class Operator:
         self.client.on_connect = self._on_connect
         if on_new_operator is not None:
             on_new_operator(self)
+        self.refused = None  # the broker's reason when it refuses us (bad credentials, ...)
         self.client.connect(host, port, keepalive=30)
         self.client.loop_start()
         if not self.connected.wait(10):
-            raise RuntimeError("operator could not connect to %s:%d" % (host, port))
+            self.client.loop_stop()
+            raise RuntimeError("operator could not connect to %s:%d%s" % (
+                host, port, ": " + self.refused if self.refused else ""))
 
     def _on_connect(self, client, userdata, flags, reason_code, properties):
+        if reason_code.is_failure:
+            self.refused = str(reason_code)
+            return
         client.subscribe(self.prefix + "/+/status", 1)
         client.subscribe(self.prefix + "/+/state", 1)
         client.subscribe(self.prefix + "/+/tele", 0)

@@ -4,7 +4,7 @@
 
 DIR is the node's flash: it gets config.json (the given file, else a minimal one unless one is there already) and
 sim.json (likewise, validated against drivers.sim.SIM_SCHEMA). The node runs with cwd=DIR and
-MICROPYPATH=<repo>:<repo>/lib. Like an ESP32, it first runs boot.py (the crash-loop guard), then main.py, in one
+MICROPYPATH=.frozen:<repo>:<repo>/lib. Like an ESP32, it first runs boot.py (the crash-loop guard), then main.py, in one
 interpreter: `micropython -c "import boot; import main"`.
 
 Resets, as the supervisor sees them:
@@ -35,6 +35,10 @@ from drivers.sim import RESET_FILE, SIM_SCHEMA, SOFT_EXIT, WDT_EXIT  # noqa: E40
 from firmware.schema import NAME_CHARS  # noqa: E402
 
 BOOTSTRAP = "import boot\nimport main\n"  # the ESP32's order: boot.py, then main.py, in one interpreter
+# The device's own search order: frozen modules first (ssl and asyncio are frozen into the unix port, as into the
+# ESP32 image), then the code, then its libraries. Setting MICROPYPATH replaces the default path, so ".frozen" must
+# be named or `import ssl` fails.
+MICROPYPATH = os.pathsep.join((".frozen", ROOT, os.path.join(ROOT, "lib")))
 
 
 def micropython_binary():
@@ -138,7 +142,7 @@ class VirtualNode:
             os.remove(marker)  # a stale record must not turn the next crash into a "watchdog reset"
         env = dict(os.environ)
         env.update(self.env)
-        env["MICROPYPATH"] = ROOT + os.pathsep + os.path.join(ROOT, "lib")
+        env["MICROPYPATH"] = MICROPYPATH
         env["SIM_RESET_CAUSE"] = cause
         self.boots += 1
         self.cause = cause
