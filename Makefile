@@ -5,6 +5,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 UMQTT := lib/umqtt/simple.py
+# End-to-end tests mostly wait on brokers and node processes: four workers keep two cores busy.
+TEST_WORKERS ?= 4
 
 .PHONY: venv demo test bench fleet clean
 venv: $(STAMP) $(UMQTT)
@@ -21,7 +23,7 @@ demo: venv
 	$(BIN)/python tools/demo.py
 
 test: venv
-	$(BIN)/python -m pytest host_tests $(PYTEST_ARGS)
+	$(BIN)/python -m pytest host_tests -n $(TEST_WORKERS) $(PYTEST_ARGS)
 
 bench: venv
 	$(BIN)/python tools/bench.py

@@ -278,7 +278,7 @@ class Link:
                 client.subscribe(topic, 1)
         except self._errors as e:
             self.failures += 1
-            self.last_error = "%s:%d %s" % (b["host"], b["port"], _describe(e))
+            self.last_error = ("%s:%d %s" % (b["host"], b["port"], _describe(e)))[:200]
             if self.connected:
                 self._teardown()
             elif client is not None and client.sock is not None:
@@ -294,7 +294,7 @@ class Link:
 
     def _drop(self, now_ms, err):
         self.drops += 1
-        self.last_error = _describe(err)
+        self.last_error = _describe(err)[:200]
         self._teardown()
         # Reconnect after the minimum backoff (with jitter): the broker was reachable a moment ago.
         if now_ms is None:

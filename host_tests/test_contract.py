@@ -152,7 +152,8 @@ def test_readme_examples_validate():
     for name in COMMANDS:
         assert "cmd_" + name in seen, "README lacks an example of " + name
     for stem in ("status_online", "status_offline", "state", "tele", "event_alarm", "event_override_end",
-                 "event_config_error", "event_config_rollback", "event_ota_confirmed", "event_ota_rollback",
+                 "event_config_error", "event_config_rollback", "event_calibrated", "event_calibration_failed",
+                 "event_ota_confirmed", "event_ota_rollback",
                  "reply_error",
                  "reply_ota_chunk"):
         assert stem in seen, stem

@@ -140,9 +140,9 @@ GROUP = Str(32, minlen=1, charset=NAME_CHARS, doc="group name")
 FW = Str(32, minlen=1, doc="firmware version")
 T = Nullable(Int(946684800, UNIX_MAX), doc="Unix seconds by the node's clock; null while its time is not valid")
 LEVEL = Int(0, 100, doc="lamp level in %")
-REASON = Pattern(40, "^(override|photocell|photocell:no-time|failsafe|(special|program):[a-z0-9_-]{1,16})$",
-                 doc="who decided the level: override, special:<program>, program:<program>, photocell, "
-                     "photocell:no-time or failsafe")
+REASON = Pattern(40, "^(override|calibrate|photocell|photocell:no-time|failsafe|(special|program):[a-z0-9_-]{1,16})$",
+                 doc="who decided the level: override, calibrate (the calibrate command steps the lamp), "
+                     "special:<program>, program:<program>, photocell, photocell:no-time or failsafe")
 ACTIVE_FAULTS = tuple(n for n in faults.NAMES if n != "supply_loss")  # supply_loss is momentary, never active
 ENERGY_WH = Float(0, 1e9, doc="lamp energy since commissioning, Wh")
 BURN_H = Float(0, 1e6, doc="lamp burning hours")
@@ -244,6 +244,12 @@ EVENT_CONFIG_ERROR = _event("config_error", {
     "problems": List(Str(400), 8, min_len=1, doc="why config files were refused at boot"),
 }, "Sent once after boot when a configuration file was refused (the node runs an older or the default one).")
 
+EVENT_CALIBRATED = _event("calibrated", {
+    "nominal_a": faults.SCHEMA.fields["nominal_a"],
+}, "Calibration finished: the learned [level, amps] table, now stored as faults.nominal_a.")
+EVENT_CALIBRATION_FAILED = _event("calibration_failed", {
+    "reason": Str(400, minlen=1, doc="e.g. \"no stable current readings\""),
+}, "Calibration finished without a usable table; the previous one stays.")
 EVENT_CONFIG_ROLLBACK = _event("config_rollback", {
     "reason": Str(400, doc="why the change was undone, e.g. \"new config did not reach the broker within 300 s\""),
 }, "Sent once after the restart that undid a remote config change (the node came back with its previous config, "
@@ -273,7 +279,8 @@ EVENT_OTA_ROLLBACK = _event("ota_rollback", {
    "runs the previous image again.")
 
 EVENTS = {"alarm": EVENT_ALARM, "override_end": EVENT_OVERRIDE_END, "config_error": EVENT_CONFIG_ERROR,
-          "config_rollback": EVENT_CONFIG_ROLLBACK, "ota_confirmed": EVENT_OTA_CONFIRMED,
+          "config_rollback": EVENT_CONFIG_ROLLBACK, "calibrated": EVENT_CALIBRATED,
+          "calibration_failed": EVENT_CALIBRATION_FAILED, "ota_confirmed": EVENT_OTA_CONFIRMED,
           "ota_rollback": EVENT_OTA_ROLLBACK}
 
 
@@ -319,7 +326,10 @@ REPLIES = {
     "time": _ok("time", {"delta_s": Int(-U31, U31, doc="correction applied to the clock, s")}, "Clock set."),
     "identify": _ok("identify", {"seconds": Int(1, 600)}, "Blinking."),
     "reboot": _ok("reboot", {}, "Restart follows (status goes offline with reason reboot or safe)."),
-    "calibrate": _ok("calibrate", {}, "Calibration started (firmware 0.1.0 answers an error: not supported)."),
+    "calibrate": _ok("calibrate", {
+        "levels": List(LEVEL, 16, min_len=1, doc="the levels the lamp is stepped through, in order"),
+        "seconds": Int(1, U31, doc="how long it takes; a calibrated or calibration_failed event follows"),
+    }, "Calibration started: state reason calibrate until it ends."),
     "ota_begin": _ok("ota_begin", dict({
         "resumed": Bool(doc="true: the same signed manifest was already staging; continue at the position given"),
         "slot": SLOT, "version": SEMVER}, **POSITION),
