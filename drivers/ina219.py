@@ -4,9 +4,10 @@ The INA219 measures DC up to 26 V on its bus pin: use it on 12/24 V (e.g. solar)
 an LED driver, never on mains. Registers are 16-bit big-endian (datasheet SBOS448).
 """
 
+from drivers.ina_base import InaBase
+from drivers.ina_base import s16 as _s16
 from firmware.compat import const
 
-_REG_CONFIG = const(0x00)
 _REG_SHUNT = const(0x01)
 _REG_BUS = const(0x02)
 _REG_POWER = const(0x03)
@@ -26,21 +27,12 @@ _AVG = {1: 0x3, 2: 0x9, 4: 0xA, 8: 0xB, 16: 0xC, 32: 0xD, 64: 0xE, 128: 0xF}
 DEFAULT_ADDR = const(0x40)
 
 
-def _s16(v):
-    return v - 0x10000 if v & 0x8000 else v
-
-
-class INA219:
+class INA219(InaBase):
     """`read()` -> (volts, amps, watts). amps is signed (negative: shunt wired the other way round)."""
 
     def __init__(self, i2c, addr=DEFAULT_ADDR, shunt_ohms=0.1, max_current_a=3.2, current_lsb=None, bus_range_v=32,
                  samples=128):
-        if not 0x40 <= addr <= 0x4F:
-            raise ValueError("ina219: address 0x%02x not in 0x40..0x4f" % addr)
-        if not 0.0001 <= shunt_ohms <= 100:
-            raise ValueError("ina219: shunt_ohms %r out of 0.0001..100" % shunt_ohms)
-        if not max_current_a > 0:
-            raise ValueError("ina219: max_current_a must be > 0")
+        InaBase.__init__(self, "ina219", i2c, addr, shunt_ohms, max_current_a)
         v_shunt_mv = max_current_a * shunt_ohms * 1000
         pg = None
         for full_mv, code in _PGA:
@@ -65,30 +57,13 @@ class INA219:
         cal = int(0.04096 / (current_lsb * shunt_ohms) + 0.001) & 0xFFFE
         if not 2 <= cal <= 0xFFFE:
             raise ValueError("ina219: calibration %d out of range; adjust shunt_ohms/max_current_a" % cal)
-        self.i2c = i2c
-        self.addr = addr
         self.cal = cal
         # Recompute the LSB from the integer calibration actually written, so register -> amps stays exact.
         self.current_lsb = 0.04096 / (cal * shunt_ohms)
         self.power_lsb = 20 * self.current_lsb
         self.config = ((1 if bus_range_v == 32 else 0) << 13 | pg << 11 | _AVG[samples] << 7 | _AVG[samples] << 3
                        | _MODE_SHUNT_BUS_CONT)
-        self._buf = bytearray(2)
         self.init()
-
-    def _read(self, reg):
-        self.i2c.readfrom_mem_into(self.addr, reg, self._buf)
-        return self._buf[0] << 8 | self._buf[1]
-
-    def _write(self, reg, value):
-        self._buf[0] = value >> 8
-        self._buf[1] = value & 0xFF
-        self.i2c.writeto_mem(self.addr, reg, self._buf)
-
-    def init(self):
-        """Write configuration and calibration (also used to recover after the chip lost power)."""
-        self._write(_REG_CONFIG, self.config)
-        self._write(_REG_CAL, self.cal)
 
     def shunt_volts(self):
         return _s16(self._read(_REG_SHUNT)) * 10e-6  # 10 uV per LSB in every PGA range

@@ -4,9 +4,10 @@ Registers are 16-bit big-endian (datasheet SBOS547). The manufacturer id registe
 so an INA219 or another chip at the same address is refused instead of misread.
 """
 
+from drivers.ina_base import InaBase
+from drivers.ina_base import s16 as _s16
 from firmware.compat import const
 
-_REG_CONFIG = const(0x00)
 _REG_SHUNT = const(0x01)
 _REG_BUS = const(0x02)
 _REG_POWER = const(0x03)
@@ -28,21 +29,12 @@ DEFAULT_ADDR = const(0x40)
 SHUNT_FULL_SCALE_V = 0.08192
 
 
-def _s16(v):
-    return v - 0x10000 if v & 0x8000 else v
-
-
-class INA226:
+class INA226(InaBase):
     """`read()` -> (volts, amps, watts). amps is signed (negative: shunt wired the other way round)."""
 
     def __init__(self, i2c, addr=DEFAULT_ADDR, shunt_ohms=0.1, max_current_a=0.8, current_lsb=None, avg=16,
                  conv_us=1100):
-        if not 0x40 <= addr <= 0x4F:
-            raise ValueError("ina226: address 0x%02x not in 0x40..0x4f" % addr)
-        if not 0.0001 <= shunt_ohms <= 100:
-            raise ValueError("ina226: shunt_ohms %r out of 0.0001..100" % shunt_ohms)
-        if not max_current_a > 0:
-            raise ValueError("ina226: max_current_a must be > 0")
+        InaBase.__init__(self, "ina226", i2c, addr, shunt_ohms, max_current_a)
         if max_current_a * shunt_ohms > SHUNT_FULL_SCALE_V:
             raise ValueError("ina226: %.3g A x %.3g ohm exceeds the 81.92 mV shunt range" % (max_current_a, shunt_ohms))
         if avg not in _AVG:
@@ -58,32 +50,15 @@ class INA226:
         cal = int(0.00512 / (current_lsb * shunt_ohms) + 0.001)
         if not 1 <= cal <= 0x7FFF:
             raise ValueError("ina226: calibration %d out of range; adjust shunt_ohms/max_current_a" % cal)
-        self.i2c = i2c
-        self.addr = addr
         self.cal = cal
         self.current_lsb = 0.00512 / (cal * shunt_ohms)
         self.power_lsb = 25 * self.current_lsb
         # Default 16 x 1.1 ms x 2 channels = 35 ms per result: averages a 1 kHz PWM-dimmed LED current.
         self.config = _CONFIG_BASE | _AVG[avg] << 9 | _CT[conv_us] << 6 | _CT[conv_us] << 3 | _MODE_SHUNT_BUS_CONT
-        self._buf = bytearray(2)
         mfr = self._read(_REG_MFR_ID)
         if mfr != MFR_ID_TI:
             raise OSError("ina226 at 0x%02x: manufacturer id 0x%04x, expected 0x5449" % (addr, mfr))
         self.init()
-
-    def _read(self, reg):
-        self.i2c.readfrom_mem_into(self.addr, reg, self._buf)
-        return self._buf[0] << 8 | self._buf[1]
-
-    def _write(self, reg, value):
-        self._buf[0] = value >> 8
-        self._buf[1] = value & 0xFF
-        self.i2c.writeto_mem(self.addr, reg, self._buf)
-
-    def init(self):
-        """Write configuration and calibration (also used to recover after the chip lost power)."""
-        self._write(_REG_CONFIG, self.config)
-        self._write(_REG_CAL, self.cal)
 
     def shunt_volts(self):
         return _s16(self._read(_REG_SHUNT)) * 2.5e-6

@@ -67,8 +67,8 @@ class Bool(Field):
         raise Invalid(path, "must be true or false")
 
 
-class Int(Field):
-    json_type = "integer"
+class _Range(Field):
+    """A number between lo and hi (inclusive); Int and Float differ only in what they accept as a number."""
 
     def __init__(self, lo, hi, default=REQUIRED, doc=""):
         Field.__init__(self, default, doc)
@@ -76,14 +76,9 @@ class Int(Field):
         self.hi = hi
 
     def check(self, value, path=""):
-        # bool is an int subclass in Python; JSON true is not a number.
-        if isinstance(value, bool) or not isinstance(value, int):
-            if isinstance(value, float) and is_finite(value) and value == int(value):
-                value = int(value)
-            else:
-                raise Invalid(path, "must be an integer")
+        value = self.number(value, path)
         if value < self.lo or value > self.hi:
-            raise Invalid(path, "must be in %d..%d" % (self.lo, self.hi))
+            raise Invalid(path, self.range_text)
         return value
 
     def to_json_schema(self):
@@ -93,29 +88,36 @@ class Int(Field):
         return s
 
 
-class Float(Field):
+class Int(_Range):
+    json_type = "integer"
+
+    @property
+    def range_text(self):
+        return "must be in %d..%d" % (self.lo, self.hi)
+
+    def number(self, value, path):
+        # bool is an int subclass in Python; JSON true is not a number. A whole float (2.0) is an int in JSON.
+        if isinstance(value, bool) or not isinstance(value, int):
+            if isinstance(value, float) and is_finite(value) and value == int(value):
+                return int(value)
+            raise Invalid(path, "must be an integer")
+        return value
+
+
+class Float(_Range):
     json_type = "number"
 
-    def __init__(self, lo, hi, default=REQUIRED, doc=""):
-        Field.__init__(self, default, doc)
-        self.lo = lo
-        self.hi = hi
+    @property
+    def range_text(self):
+        return "must be in %s..%s" % (self.lo, self.hi)
 
-    def check(self, value, path=""):
+    def number(self, value, path):
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise Invalid(path, "must be a number")
         value = float(value)
         if not is_finite(value):
             raise Invalid(path, "must be a finite number")
-        if value < self.lo or value > self.hi:
-            raise Invalid(path, "must be in %s..%s" % (self.lo, self.hi))
         return value
-
-    def to_json_schema(self):
-        s = Field.to_json_schema(self)
-        s["minimum"] = self.lo
-        s["maximum"] = self.hi
-        return s
 
 
 class Str(Field):
