@@ -441,7 +441,10 @@ class Node:
             print_exception(e)
             reply = error_reply(cmd["id"], cmd["cmd"], "internal error: %s" % e.__class__.__name__)
         data = self._reply(reply)
-        self.inbox.remember(cmd["id"], data)
+        if cmd["cmd"] != "get":
+            # Only commands that act need "answered again, not run again". A `get` is harmless to repeat, and its
+            # reply (a config is several KB) must not be pinned in RAM 24 times over on a 100 KB heap.
+            self.inbox.remember(cmd["id"], data)
 
     def _reply(self, reply):
         data = json.dumps(reply).encode()

@@ -42,6 +42,7 @@ import argparse
 import json
 import os
 import shutil
+import socket
 import statistics
 import subprocess
 import sys
@@ -439,6 +440,9 @@ def measure_latency(b):
 
     echo.on_message = on_echo
     echo.connect(b.broker.host, b.broker.port, 30)
+    # Like the node (firmware/umqtt_hardened.py), the echo gets TCP_NODELAY: a fair baseline, not one slowed by
+    # Nagle's algorithm and delayed ACKs.
+    echo.socket().setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     echo.loop_start()
     ready.wait(10)
     time.sleep(0.2)
