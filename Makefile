@@ -5,7 +5,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 UMQTT := lib/umqtt/simple.py
-# End-to-end tests mostly wait on brokers and node processes: four workers keep two cores busy.
+# End-to-end tests mostly wait on brokers and node processes: four workers keep two cores busy. A test module
+# stays on one worker (--dist loadfile): some modules add up figures across their own tests.
 TEST_WORKERS ?= 4
 
 .PHONY: venv demo test bench fleet clean
@@ -23,7 +24,7 @@ demo: venv
 	$(BIN)/python tools/demo.py
 
 test: venv
-	$(BIN)/python -m pytest host_tests -n $(TEST_WORKERS) $(PYTEST_ARGS)
+	$(BIN)/python -m pytest host_tests -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 bench: venv
 	$(BIN)/python tools/bench.py

@@ -48,7 +48,9 @@ REPORT = Dict({
 })
 
 TIME = Dict({
-    "ntp_hosts": List(Str(253, minlen=1), 3, [], doc="NTP servers; empty: time only from the `time` command"),
+    "ntp_hosts": List(Str(253, minlen=1, charset="abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-:"),
+                      3, [], doc="NTP servers, host or host:port; tried in turn. Empty: time only from the `time` "
+                                 "command (and the RTC)"),
     "ntp_interval_s": Int(600, 604800, 21600),
     "max_jump_s": Int(60, 31536000, 3600, doc="larger corrections need confirmation"),
 })

@@ -227,8 +227,10 @@ class Link:
     # --- inside ------------------------------------------------------------------------------------------------
 
     def _readable(self):
+        # The poller is shared (the NTP socket waits on it too): only our own socket's events count.
+        sock = self.client.sock
         for entry in self.poller.poll(0):
-            if entry[1] & 0x19:  # POLLIN | POLLERR | POLLHUP: read it; a closed socket reads as an error
+            if entry[0] is sock and entry[1] & 0x19:  # POLLIN | POLLERR | POLLHUP; a closed socket reads as error
                 return True
         return False
 

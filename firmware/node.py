@@ -101,6 +101,7 @@ class Node:
         self._driven_relay = False  # the relay as the board drives it now
         self._logged_error = ""
         self._calibration = None  # [index into CALIBRATION_LEVELS, t2k the level started] while calibrating
+        self.ntp = None
         self._boot_ms = self.board.clock.ticks_ms()
         self._healthy_done = False
         self._pending_reset = None
@@ -142,6 +143,11 @@ class Node:
         will = json.dumps({"online": False}).encode()
         self.link = Link(mq, self.node_id, self.t_status, will, self.subscriptions, self, self.rand, poller,
                          ssl_params=self._ssl_params())
+        hosts = self.cfg["time"]["ntp_hosts"]
+        if hosts:
+            from firmware.timesync import NtpClient
+
+            self.ntp = NtpClient(hosts, self.cfg["time"]["ntp_interval_s"], poller, self.board.clock.ticks_ms())
         self.inbox.verifier = self._verifier()
 
     def _ssl_params(self):
@@ -172,6 +178,8 @@ class Node:
 
     def next_due_ms(self, now_ms):
         due = ticks_diff(self._next_control, now_ms)
+        if self.ntp is not None:
+            due = min(due, self.ntp.next_due_ms(now_ms))
         if self.lamp.fading() or self._identify_until is not None:
             due = min(due, _FADE_STEP_MS)
         return max(0, min(due, self.link.next_due_ms(now_ms)))
@@ -191,7 +199,12 @@ class Node:
             self.control_step(now_ms)
         elif self.lamp.fading() or self._identify_until is not None:
             self._drive(now_ms)
+        net_up = self.board.net.up()
+        if not net_up:
+            self.board.net.connect()  # non-blocking: the driver paces its own attempts (backoff)
         self.link.service(now_ms)
+        if self.ntp is not None:
+            self._sync_time(now_ms, net_up)
         if self.link.last_error != self._logged_error:
             # Report locally why the broker cannot be reached (a refused certificate, bad credentials...), once per
             # change of reason: the serial console is the only witness while the network is what is broken.
@@ -204,6 +217,30 @@ class Node:
             ev = self.ota.pending_report()
             if ev is not None:
                 self._event(now, ev)
+
+    def _sync_time(self, now_ms, net_up):
+        t, err = self.ntp.service(now_ms, net_up, self.time.valid)
+        now = self.board.clock.now()
+        if err is not None:
+            self.log.add(now, err)
+        if t is None:
+            return
+        accepted, why, delta = self.time.offer("ntp", t, now)
+        if not accepted:
+            self.log.add(now, "ntp time refused: " + why)
+            return
+        self._set_clock(now, delta, "ntp", why)
+
+    def _set_clock(self, now, delta, source, why):
+        """Move the RTC by delta (an accepted time): overrides keep their length, the new time is saved, and the
+        lamp is decided again at once (a node that just learned the time switches from photocell to program)."""
+        self.board.clock.set_now(now + delta)
+        if self.override is not None and self.override["until"] is not None:
+            self.override["until"] += delta  # a clock correction must not lengthen or cut an override
+        if delta > 2 or delta < -2:
+            self.log.add(now + delta, "time set by %s (%s, %+d s)" % (source, why, delta))
+        self.state_file.dirty = True
+        self.control_step(self.board.clock.ticks_ms())
 
     def control_step(self, now_ms):
         """One control decision, driven to the lamp; then metering, faults, persistence, watchdog."""
@@ -490,10 +527,7 @@ class Node:
             accepted, why, delta = self.time.offer("cmd", cmd["utc"] - T2K_UNIX_OFFSET, now)
             if not accepted:
                 return error_reply(cmd["id"], kind, "time refused: " + why)
-            self.board.clock.set_now(now + delta)
-            if self.override is not None and self.override["until"] is not None:
-                self.override["until"] += delta  # a clock correction must not lengthen or cut an override
-            self.log.add(now + delta, "time set by command (%s, %+d s)" % (why, delta))
+            self._set_clock(now, delta, "command", why)
             ok["delta_s"] = delta
         elif kind == "identify":
             self._identify_until = ticks_add(self.board.clock.ticks_ms(), cmd["seconds"] * 1000)

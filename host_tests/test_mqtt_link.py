@@ -63,7 +63,11 @@ class FakePoller:
         pass
 
     def poll(self, timeout):
-        return [(None, 1)] if self.world.incoming else []
+        # Another socket (NTP) is always "readable" on this poller: the link must only react to its own.
+        other = (FakeSock(), 1)
+        if self.world.incoming and self.world.clients:
+            return [other, (self.world.clients[-1].sock, 1)]
+        return [other]
 
 
 class Receiver:
