@@ -3,7 +3,10 @@
 Power-up behaviour: `dark` is None until the first valid reading; that first filtered reading decides at once (no
 debounce), so a node rebooting at night lights at once. A first reading inside the hysteresis band counts as dark
 (fail toward light). After that a change needs its condition (filtered lux < on_lux for dark, > off_lux for light)
-held without a break for `debounce_s`: a car's headlights or a passing cloud must not toggle the lamp.
+held for `debounce_s`: a car's headlights or a passing cloud must not toggle the lamp. A break in the condition
+shorter than `break_s` does not restart that wait — otherwise on a busy road at dusk every passing car would start
+it again and the street would stay dark long after sunset (seen in the year simulation: 21:03 instead of 18:45 at
+120 cars an hour). A longer break, or the condition reversing, cancels the pending change.
 
 Health: `fail_count` consecutive missing (None) or implausible readings (outside min_lux..max_lux, not finite) make
 `healthy` False and empty the filter (its samples are stale); one valid reading makes it True again. `dark` keeps
@@ -37,6 +40,7 @@ SCHEMA = Dict(
         "on_lux": Float(0.0, 10000.0, default=20.0, doc="dark (lamp on) below this filtered lux"),
         "off_lux": Float(0.0, 10000.0, default=50.0, doc="light (lamp off) above this filtered lux"),
         "debounce_s": Int(0, 3600, default=120, doc="a change must hold this long"),
+        "break_s": Int(0, 600, default=20, doc="a shorter interruption (a passing car) does not restart debounce_s"),
         "window": Int(1, 9, default=5, doc="median over the last N valid samples"),
         "alpha": Float(0.0, 1.0, default=0.3, doc="EMA weight of the newest median, 0 < alpha <= 1"),
         "min_lux": Float(-10.0, 1000.0, default=0.0, doc="readings below are implausible"),
@@ -64,6 +68,8 @@ class Photocell:
         self._bad = 0
         self._last = None  # now of the previous update
         self._since = None  # when the pending change's condition started holding
+        self._broken = None  # when the pending change's condition last stopped holding (a short break is forgiven)
+        self.break_s = cfg["break_s"]
         self.dark = None
 
     @property
@@ -118,6 +124,7 @@ class Photocell:
             if self._bad == self.fail_count:  # just became unhealthy: the filter's samples are stale
                 self._reset_filter()
                 self._since = None
+                self._broken = None
 
     def _filter(self, x):
         m = self._median(x)
@@ -139,8 +146,14 @@ class Photocell:
         else:
             want = dark  # inside the hysteresis band: no change wanted
         if want == dark:
-            self._since = None
+            if self._since is not None:
+                if self._broken is None:
+                    self._broken = now
+                elif now - self._broken > self.break_s or now < self._broken:
+                    self._since = None  # not a passing interruption: the change is off
+                    self._broken = None
             return
+        self._broken = None
         if self._since is None:
             self._since = now
         if now - self._since >= self.debounce_s:

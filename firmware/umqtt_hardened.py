@@ -190,7 +190,9 @@ class HardenedClient(MQTTClient):
         b = self._read_exact(2)
         topic_len = b[0] << 8 | b[1]
         qos = (op >> 1) & 3
-        if topic_len + 2 > size or qos == 3:
+        # Checked before anything is read or acted on: a QoS 1 packet too short for its packet id would otherwise
+        # read a negative length (MemoryError on MicroPython), and QoS 2 is never subscribed to.
+        if topic_len + (4 if qos else 2) > size or qos >= 2:
             raise ProtocolError("bad PUBLISH")
         if topic_len > 128:  # no topic of ours is that long: not for us, skip it whole
             self._discard(topic_len)
@@ -209,14 +211,12 @@ class HardenedClient(MQTTClient):
         else:
             msg = self._read_exact(size) if size else b""
             self.receiver.on_message(topic, msg, op & 1)
-        if qos == 1:
+        if qos:
             ack = self._hdr
             ack[0] = 0x40
             ack[1] = 2
             ack[2] = pid >> 8
             ack[3] = pid & 0xFF
             self.sock.write(ack, 4)
-        elif qos == 2:
-            raise ProtocolError("QoS 2 not supported")  # we subscribe with QoS 1 at most
         return PUBLISH
 

@@ -651,7 +651,9 @@ def test_hostile_payloads_at_the_real_node(broker, node_factory):
         by_id = {d["id"]: d for _, d in got if d["id"] is not None}
         for it in items:
             if it.fragment and it.key in by_id:
-                assert it.fragment in by_id[it.key]["error"], (it.category, it.payload[:300], by_id[it.key])
+                err = by_id[it.key]["error"]
+                cut = len(err) == 256 and err.endswith("...")  # a long field name quoted: the reason is cut
+                assert it.fragment in err or cut, (it.category, it.payload[:300], by_id[it.key])
             if it.category == "stale" and it.key in by_id:
                 assert by_id[it.key].get("stale") is True, by_id[it.key]
         # Null replies: counted per reason (random bytes may fail any of the checks before the id is read).
@@ -720,3 +722,108 @@ def _report(items, corpus, fuzz_s, got):
           "discarded as oversize %d; %d valid commands generated and not sent" % (
               len(items), sum(len(it.payload) for it in items), fuzz_s, len(got), stages["inbox"],
               stages["execute"], stages["oversize"], corpus.skipped_valid))
+
+
+# --- Findings: wrong answers seen at the real node, kept as strict xfails until firmware/commands.py is fixed -------
+# (strict: once fixed, the test passes, XPASS fails the run, and the marker has to go.)
+
+
+class _Listener:
+    """A bare paho client (not an Operator, so conftest's contract check does not judge what it receives: these
+    tests are about messages that break the contract) that records every reply's raw bytes."""
+
+    def __init__(self, broker):
+        import paho.mqtt.client as mqtt
+
+        self.replies = []
+        self.online = False
+        self.c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="hostile-listener-%d" % id(self),
+                             protocol=mqtt.MQTTv311)
+        self.c.on_connect = lambda c, u, f, rc, p: (c.subscribe(T_REPLY, 1), c.subscribe(PREFIX + "/n1/status", 1))
+        self.c.on_message = self._on_message
+        self.c.connect(broker.host, broker.port, 30)
+        self.c.loop_start()
+
+    def _on_message(self, client, userdata, msg):
+        if msg.topic == T_REPLY:
+            self.replies.append(bytes(msg.payload))
+        elif b'"online": true' in msg.payload or b'"online":true' in msg.payload:
+            self.online = True
+
+    def wait(self, predicate, timeout=20.0):
+        deadline = time.time() + timeout
+        while not predicate():
+            assert time.time() < deadline, "timed out"
+            time.sleep(0.05)
+
+    def ask(self, topic, payload):
+        """Publish and return the one reply that follows (raw bytes)."""
+        n = len(self.replies)
+        self.c.publish(topic, payload, qos=1).wait_for_publish(10)
+        self.wait(lambda: len(self.replies) > n, 10)
+        return self.replies[n]
+
+    def close(self):
+        self.c.loop_stop()
+        self.c.disconnect()
+
+
+# Valid JSON (RFC 8259 allows escaped surrogate pairs) or bytes MicroPython's decoder lets through (overlong forms,
+# CESU-8 surrogates, code points past U+10FFFF), which CPython and every strict UTF-8 reader refuse.
+NOT_UTF8_ECHO = [
+    b'{"id":"\\ud83d\\ude00","cmd":"clear","x":1}',  # an escaped emoji as id: echoed as CESU-8 bytes
+    b'{"id":"\\ud800","cmd":"launch"}',  # a lone surrogate as id
+    b'{"id":"u1","cmd":"set","level":5,"\\udfff":1}',  # quoted in the error: "<surrogate>: unknown field"
+    b'{"id":"\xc0\x80","cmd":"launch"}',  # overlong NUL, raw
+    b'{"id":"u2","cmd":"set","level":5,"\xed\xa0\x80":1}',  # a raw CESU-8 surrogate in a field name
+    b'{"id":"u3\xf4\x90\x80\x80","cmd":"x"}',  # past U+10FFFF
+]
+
+
+@pytest.mark.xfail(strict=True, reason="FINDING: the node echoes ids and field names that are not valid Unicode; its "
+                   "reply is then not UTF-8 (json.loads fails on every consumer). firmware/commands.py should refuse "
+                   "such payloads (strict UTF-8 check of the bytes, no \\ud800-\\udfff escapes) before echoing")
+def test_finding_replies_are_utf8_whatever_the_id(broker, node_factory):
+    lis = _Listener(broker)
+    vn = node_factory(broker, NODE)
+    try:
+        lis.wait(lambda: lis.online)
+        bad = []
+        for payload in NOT_UTF8_ECHO:
+            reply = lis.ask(T_CMD, payload)
+            try:
+                doc = json.loads(reply.decode("utf-8"))
+                assert doc["ok"] is False and doc["error"]
+            except (UnicodeDecodeError, ValueError, AssertionError, KeyError) as e:
+                bad.append((payload, reply, e.__class__.__name__))
+        assert vn.alive() and vn.history == []
+        assert not bad, "\n".join("%r -> %r (%s)" % b for b in bad)
+    finally:
+        lis.close()
+
+
+# Not JSON, but MicroPython's json.loads reads each as the obvious command, so the node acts on it.
+LENIENT = [
+    b'{"id":"len1","cmd":"set","level":5]',  # closed with the wrong bracket
+    b'{"id":"len2","cmd":"set" "level":6}',  # a comma missing
+    b'{"id":"len3","cmd":"set","level":7,}',  # a trailing comma
+    b'{"id":"len4","cmd":"set","level"::8}',  # a doubled colon
+    b'{"id":"len5","cmd":"set","level":09}',  # a leading zero
+    b'{"id":"len6","cmd":"set","level"}',  # a key without a value: read as no key at all → "level: is required"
+]
+
+
+@pytest.mark.xfail(strict=True, reason="FINDING: MicroPython's json.loads accepts malformed JSON (wrong closing "
+                   "bracket, missing or trailing comma, '::', leading zeros) and the node acts on it; the API says "
+                   "such payloads are refused with 'payload is not JSON'")
+def test_finding_malformed_json_is_refused_not_obeyed(broker, node_factory):
+    lis = _Listener(broker)
+    vn = node_factory(broker, NODE)
+    try:
+        lis.wait(lambda: lis.online)
+        answers = [(p, json.loads(lis.ask(T_CMD, p))) for p in LENIENT]
+        wrong = [(p, r) for p, r in answers if r.get("ok") is not False or "not JSON" not in r.get("error", "")]
+        assert vn.alive() and vn.history == []
+        assert not wrong, "\n".join("%r -> %r" % w for w in wrong)
+    finally:
+        lis.close()

@@ -113,15 +113,28 @@ def test_real_dusk_switches_within_debounce():
     assert len(f) == 1 and pc.dark is False
 
 
-def test_debounce_needs_the_condition_held_without_break():
-    pc = photocell.Photocell(cfg(window=1, alpha=1.0, debounce_s=120))
+def test_a_long_break_restarts_the_debounce():
+    pc = photocell.Photocell(cfg(window=1, alpha=1.0, debounce_s=120, break_s=20))
     t, _ = feed(pc, [500.0], T0, 10)
     t, f = feed(pc, [5.0] * 11, t, 10)  # 100 s dark
-    t, f2 = feed(pc, [30.0], t, 10)  # back into the band: breaks the condition
+    t, f2 = feed(pc, [30.0] * 4, t, 10)  # 30 s back in the band: longer than break_s, the pending change is off
     t, f3 = feed(pc, [5.0] * 12, t, 10)  # 110 s: not yet
     assert f == f2 == f3 == [] and pc.dark is False
-    t, f4 = feed(pc, [5.0], t, 10)  # 120 s held
+    t, f4 = feed(pc, [5.0], t, 10)  # 120 s held since the break
     assert len(f4) == 1 and pc.dark is True
+
+
+def test_a_short_break_does_not_restart_the_debounce():
+    # Dusk on a busy road: a car's lights interrupt the darkness for 10 s; the lamp still comes on 120 s after the
+    # darkness began, not 120 s after the last car.
+    pc = photocell.Photocell(cfg(window=1, alpha=1.0, debounce_s=120, break_s=20))
+    t, _ = feed(pc, [500.0], T0, 10)
+    start = t
+    t, f = feed(pc, [5.0] * 6, t, 10)
+    t, f2 = feed(pc, [3000.0], t, 10)  # one sample of headlights: a 10 s break
+    t, f3 = feed(pc, [5.0] * 6, t, 10)
+    assert f == f2 == [] and pc.dark is True and len(f3) == 1
+    assert f3[0] - start == 120
 
 
 def test_health_from_missing_and_implausible_readings():

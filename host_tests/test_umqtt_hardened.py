@@ -31,29 +31,6 @@ from firmware.umqtt_hardened import (  # noqa: E402  (needs the aliases above)
 from mini import raises  # noqa: E402
 
 
-def xfail_strict(reason):
-    """A known bug in firmware: the test must fail with AssertionError until the firmware is fixed.
-
-    pytest gets a real xfail(strict=True); under MicroPython (no pytest) the wrapper inverts the result the same way,
-    so the lead sees XPASS as a failure on both runtimes once the fix lands."""
-
-    def wrap(fn):
-        try:
-            import pytest  # only to mark the test on CPython; the test body never uses it
-        except ImportError:
-            def expect_failure():
-                try:
-                    fn()
-                except AssertionError:
-                    return
-                raise AssertionError("XPASS(strict): " + reason)
-
-            return expect_failure
-        return pytest.mark.xfail(strict=True, raises=AssertionError, reason=reason)(fn)
-
-    return wrap
-
-
 # --- fakes ----------------------------------------------------------------------------------------------------------
 
 _FILL = b"\xa5" * 256
@@ -475,8 +452,6 @@ def test_wait_msg_qos2_is_protocol_error():
     assert bytes(s.written) == b""  # never a PUBACK (or PUBREC) for it
 
 
-@xfail_strict("umqtt_hardened.wait_msg checks QoS 2 only after receiver.on_message ran: a PUBLISH it then refuses "
-              "as unsupported has already been acted on (QoS 3 is refused before reading, QoS 2 is not)")
 def test_wait_msg_qos2_is_refused_before_it_acts():
     c, s, rx = make(incoming_publish(b"t", b"m", qos=2, pid=5))
     raises(ProtocolError, c.wait_msg)
@@ -495,11 +470,6 @@ def test_wait_msg_topic_longer_than_packet_is_protocol_error():
     assert rx.events == []
 
 
-@xfail_strict("umqtt_hardened.wait_msg: a QoS 1 PUBLISH whose remaining length is exactly 2 + topic length (no room "
-              "for the packet id) passes the `topic_len + 2 > size` check; it then reads the packet id out of the "
-              "NEXT packet, size becomes -2 and it calls sock.read(-2), which on MicroPython raises MemoryError "
-              "(not an OSError, so mqtt_link.Link.service does not catch it). Expected: ProtocolError, next packet "
-              "untouched. The check should count the 2 id bytes when qos > 0.")
 def test_wait_msg_qos1_without_room_for_packet_id_is_protocol_error():
     # remaining length 3 = topic length field (2) + "t" (1): a QoS 1 PUBLISH must also hold a 2-byte packet id
     c, s, rx = make([b"\x32\x03\x00\x01t", PINGRESP_PKT, b"\x30\x03\x00\x01t"])
