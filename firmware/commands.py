@@ -145,6 +145,46 @@ class Rejected(Exception):
         self.reply = reply
 
 
+def utf8_ok(payload):
+    """Strict UTF-8, and no \\uD800-\\uDFFF escapes. MicroPython's decoder accepts overlong forms and encoded
+    surrogates, and its JSON parser turns surrogate escapes into such bytes; echoed back in a reply they would make
+    it undecodable for every consumer. The API is ASCII anyway (ids, names), so nothing valid is lost."""
+    i = payload.find(b"\\u")
+    while i >= 0:
+        if payload[i + 2:i + 3] in (b"d", b"D") and payload[i + 3:i + 4] in b"89abcdefABCDEF":
+            return False
+        i = payload.find(b"\\u", i + 2)
+    if not payload or max(payload) < 0x80:
+        return True  # ASCII: the usual case, decided without a Python loop
+    n = len(payload)
+    i = 0
+    while i < n:
+        b = payload[i]
+        if b < 0x80:
+            i += 1
+            continue
+        # Lead byte → number of continuation bytes and the allowed range of the first one (RFC 3629, table 3-7).
+        if 0xC2 <= b <= 0xDF:
+            k, lo, hi = 1, 0x80, 0xBF
+        elif 0xE0 <= b <= 0xEF:
+            k = 2
+            lo = 0xA0 if b == 0xE0 else 0x80
+            hi = 0x9F if b == 0xED else 0xBF  # ED A0..BF would encode a surrogate
+        elif 0xF0 <= b <= 0xF4:
+            k = 3
+            lo = 0x90 if b == 0xF0 else 0x80
+            hi = 0x8F if b == 0xF4 else 0xBF
+        else:
+            return False
+        if i + k >= n or not lo <= payload[i + 1] <= hi:
+            return False
+        for j in range(i + 2, i + k + 1):
+            if not 0x80 <= payload[j] <= 0xBF:
+                return False
+        i += k + 1
+    return True
+
+
 def error_reply(cmd_id, cmd, error, stale=False):
     # Errors may quote the sender's own field names: bound them so a reply never echoes a huge payload.
     r = {"id": cmd_id, "ok": False, "error": error if len(error) <= _MAX_ERROR else error[:_MAX_ERROR - 3] + "..."}
@@ -172,6 +212,8 @@ class Inbox:
             try:
                 text = payload.decode("utf-8")
             except UnicodeError:
+                raise Invalid("", "payload is not UTF-8")
+            if not utf8_ok(payload):
                 raise Invalid("", "payload is not UTF-8")
             if not nesting_ok(payload, _MAX_DEPTH):
                 raise Invalid("", "nested too deeply")

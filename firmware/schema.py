@@ -114,7 +114,10 @@ class Float(_Range):
     def number(self, value, path):
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise Invalid(path, "must be a number")
-        value = float(value)
+        try:
+            value = float(value)
+        except OverflowError:  # CPython: an integer of hundreds of digits (MicroPython gives inf instead)
+            raise Invalid(path, "must be a finite number")
         if not is_finite(value):
             raise Invalid(path, "must be a finite number")
         return value

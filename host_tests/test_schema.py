@@ -82,3 +82,8 @@ def test_depth_limit():
         deep = [deep]
     assert not depth_ok(deep, 10)
     assert depth_ok({"a": [1, {"b": 2}]}, 3)
+
+
+def test_huge_integer_for_a_float_field_is_invalid_not_a_crash():
+    e = raises(Invalid, Float(0.0, 1.0).check, 10 ** 400, "x")
+    assert e.path == "x"
