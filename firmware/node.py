@@ -60,6 +60,7 @@ class Node:
         self.state_file = StateFile(store)
         saved = self.state_file.load()
         self.cfg = cfg
+        self.lamp = LampOutput(cfg["lamp"])
         self._apply_control_config(safe_config(cfg) if safe_mode else cfg)
         node_id = cfg["node"]["id"] or ("n-" + board.system.unique_id())
         self.node_id = node_id
@@ -87,6 +88,7 @@ class Node:
         self.ota = OtaAgent(store.root, cfg["ota"], cfg["ota"]["update_key"], hmac_sha256,
                             lambda text: self.log.add(self.board.clock.now(), text))
         self.link = None
+        self._early_events = []  # events of the boot decision, before the link exists
         self.seq = 0
         self.level = 0
         self.reason = "boot"
@@ -113,8 +115,8 @@ class Node:
             self.log.add(0, "state: " + self.state_file.error)
 
     def _apply_control_config(self, cfg):
+        """The config the lamp decisions follow: the node's own, or its safe-mode reduction."""
         self.controller = Controller(cfg)
-        self.lamp = LampOutput(cfg["lamp"]) if not hasattr(self, "lamp") else self.lamp
         self.control_cfg = cfg
 
     # --- boot ------------------------------------------------------------------------------------------------------
@@ -395,8 +397,7 @@ class Node:
         self.link_event(json.dumps(doc).encode())
 
     def link_event(self, payload):
-        if self.link is None:  # events raised during the boot decision wait for the link
-            self._early_events = getattr(self, "_early_events", [])
+        if self.link is None:  # events raised during the boot decision wait for the link to exist
             self._early_events.append(payload)
         else:
             self.link.send_event(self.t_event, payload)
@@ -418,7 +419,7 @@ class Node:
         now = self.board.clock.now()
         self._publish_birth()
         self._published = None  # re-publish the retained state after every (re)connect
-        for payload in getattr(self, "_early_events", ()):
+        for payload in self._early_events:
             self.link.send_event(self.t_event, payload)
         self._early_events = []
         if self.problems:
