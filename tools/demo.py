@@ -55,10 +55,10 @@ def table(op, nodes):
             te = op.tele.get(n, {})
             online = op.status.get(n, {}).get("online")
             t = te.get("t") or st.get("t")
+            energy = te.get("energy_wh", st.get("energy_wh", "-"))  # telemetry is fresher than the retained state
             rows.append("%-11s %-7s %5s  %-18s %7s %6s %7s  %s" % (
                 n, "yes" if online else ("no" if online is False else "?"), st.get("level", "-"),
-                st.get("reason", "-"), te.get("lux", "-"), te.get("w", "-"), st.get("energy_wh", "-"),
-                local_clock(t) if t else "--:--"))
+                st.get("reason", "-"), te.get("lux", "-"), te.get("w", "-"), energy, local_clock(t) if t else "--:--"))
     return "\n".join(rows)
 
 
