@@ -1,4 +1,4 @@
-"""Runs first at every reset: picks the firmware slot (OTA trial and rollback), then the crash-loop guard. Never fails."""
+"""Runs first at every reset: picks the firmware slot (OTA trial, rollback), then the crash-loop guard. Never fails."""
 
 import sys
 

@@ -1,4 +1,4 @@
-"""The few differences between CPython and MicroPython, each shim with its reason. Nothing else may branch on runtime."""
+"""The few differences between CPython and MicroPython, each shim with its reason. Nothing else branches on runtime."""
 
 try:
     from micropython import const  # noqa: F401  (MicroPython: folded at compile time)

@@ -409,7 +409,6 @@ class FaultMonitor:
         if cmd_on and level < self.min_level:
             level = self.min_level
         r = self._reading(inp.get("reading"))
-        deb = self._deb
 
         if c["current_sensor"]["enabled"]:
             self._emit(events, now, "current_sensor_fault", r is None, {"reading": _short(inp.get("reading"))})

@@ -18,7 +18,7 @@ when the connection is not good. Nothing here blocks for long:
 """
 
 from firmware.compat import const, ticks_add, ticks_diff
-from firmware.schema import Bool, Dict, Int, List, Nullable, Str
+from firmware.schema import Dict, Int, List, Nullable, Str
 
 _MAX_PACKETS_PER_SERVICE = const(32)  # bound the time one service() call spends reading a burst
 

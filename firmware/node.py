@@ -442,7 +442,8 @@ class Node:
         now = self.board.clock.now()
         self.log.add(now, "discarded %d-byte message" % size)
         if topic == self.t_cmd:
-            self._reply(error_reply(None, None, "payload of %d bytes exceeds %d" % (size, self.cfg["mqtt"]["max_payload"])))
+            limit = self.cfg["mqtt"]["max_payload"]
+            self._reply(error_reply(None, None, "payload of %d bytes exceeds %d" % (size, limit)))
 
     def on_message(self, topic, msg, retained):
         if topic == self.t_status:
@@ -498,7 +499,7 @@ class Node:
             d = cmd["duration_s"]
             self.override = {"level": cmd["level"], "until": None if d is None else now + d}
             self.state_file.dirty = True
-            self.control_step(self.board.clock.ticks_ms())  # act now, not at the next tick: the reply tells the new level
+            self.control_step(self.board.clock.ticks_ms())  # act now: the reply tells the new level
             ok["level"] = self.level
             ok["until"] = None if d is None else _unix(now + d)
         elif kind == "clear":

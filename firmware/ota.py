@@ -32,7 +32,7 @@ import os
 import struct
 
 from firmware.compat import const
-from firmware.schema import Bool, Dict, Int, Invalid, List, Nullable, Str
+from firmware.schema import Dict, Int, Invalid, List, Nullable, Str
 
 OTA_FILE = "ota.json"
 SLOTS = ("slot_a", "slot_b")
@@ -404,7 +404,8 @@ class OtaAgent:
                                (m["version"], running))
         total = sum(f["size"] for f in m["files"])
         if total > self.cfg["max_bytes"]:
-            return self._reply(cmd, False, "update of %d bytes exceeds ota.max_bytes %d" % (total, self.cfg["max_bytes"]))
+            limit = self.cfg["max_bytes"]
+            return self._reply(cmd, False, "update of %d bytes exceeds ota.max_bytes %d" % (total, limit))
         t = self._transfer()
         if t is not None and t.sig == sig:
             t.force = force
@@ -420,7 +421,8 @@ class OtaAgent:
             _mkdirs(self._p(slot))
             free = self._free()
             if free is not None and total + _FREE_MARGIN > free:
-                return self._reply(cmd, False, "not enough flash: need %d bytes, %d free" % (total + _FREE_MARGIN, free))
+                need = total + _FREE_MARGIN
+                return self._reply(cmd, False, "not enough flash: need %d bytes, %d free" % (need, free))
             _write_atomic(self._p(slot + "/" + STAGE_FILE),
                           json.dumps({"manifest": m, "sig": sig, "force": force is True}).encode())
         except OSError as e:

@@ -26,7 +26,7 @@ The chosen night's steps are resolved once and cached, and so is the current seg
 
 from firmware import astro, timebase
 from firmware.compat import const
-from firmware.schema import NAME_CHARS, Dict, Enum, Field, Int, Invalid, List, Map, Nullable, Str
+from firmware.schema import NAME_CHARS, Dict, Field, Int, Invalid, List, Map, Nullable, Str
 
 MAX_STEPS = const(10)  # TALQ / Telensa nodes allow 10 switching steps per program
 MAX_PROGRAMS = const(16)

@@ -4,7 +4,6 @@ import os
 import shutil
 import sys
 
-from conftest import ROOT
 
 _BIN = os.path.dirname(sys.executable)
 

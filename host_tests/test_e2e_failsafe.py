@@ -11,7 +11,6 @@ import random
 import shutil
 import time
 
-import pytest
 from conftest import ROOT
 from nodekit import node_config
 from operator_client import Operator

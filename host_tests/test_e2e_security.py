@@ -5,7 +5,6 @@ listener and the password/ACL checks. Without mosquitto or openssl these tests a
 """
 
 import json
-import os
 import time
 
 import pytest

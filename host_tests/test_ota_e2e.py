@@ -9,7 +9,6 @@ and resumed, a canary selection, and the versions report.
 import json
 import os
 import sys
-import time
 
 import pytest
 from conftest import ROOT
@@ -54,7 +53,8 @@ def bundles(tmp_path_factory):
     with open(os.path.join(ROOT, "firmware", "node.py")) as f:
         node_src = f.read()
     # A release that imports fine but dies as soon as it runs: startup.py resets the node, a trial boot resets.
-    crash = node_src + "\n\ndef _crash(self, poller):\n    raise OSError('release 0.3.0 is broken')\n\n\nNode.run = _crash\n"
+    crash = (node_src + "\n\ndef _crash(self, poller):\n    raise OSError('release 0.3.0 is broken')\n\n\n"
+             "Node.run = _crash\n")
     otatool.build_bundle(out["crash"], KEY, "0.3.0", fmt="py", overrides={"firmware/node.py": crash})
     return out
 

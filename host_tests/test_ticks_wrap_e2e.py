@@ -11,7 +11,6 @@ import os
 import sys
 import time
 
-import pytest
 from conftest import ROOT
 
 sys.path.insert(0, os.path.join(ROOT, "tools"))

@@ -194,7 +194,8 @@ class Bench:
         d = os.path.join(self.work, bid)
         os.makedirs(d, exist_ok=True)
         env = dict(os.environ)
-        env.update({"MICROPYPATH": os.pathsep.join((".frozen", os.path.join(ROOT, "lib"))), "BENCH_HOST": self.broker.host,
+        env.update({"MICROPYPATH": os.pathsep.join((".frozen", os.path.join(ROOT, "lib"))),
+                    "BENCH_HOST": self.broker.host,
                     "BENCH_PORT": str(self.broker.port), "BENCH_ID": bid,
                     "BENCH_HEAP_OUT": os.path.join(d, "bench_heap.jsonl")})
         if mpy:
@@ -276,7 +277,7 @@ def node_scenario(b, heap, mpy):
     try:
         vn.start()
         # Each wait also ends when the node died (a MemoryError): a failed trial costs no timeout.
-        if not op.wait_for(lambda: op.status.get(nid, {}).get("online") or not vn.alive(), 8) is True:
+        if op.wait_for(lambda: op.status.get(nid, {}).get("online") or not vn.alive(), 8) is not True:
             raise TimeoutError("not online")
         for what in ("state", "config", "counters", "log"):
             cid = op.send(nid, "get", what=what)

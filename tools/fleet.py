@@ -395,7 +395,7 @@ class Run:
 
 
 def send_and_collect(view, run, target, doc, timeout):
-    """Send one command to a target, show progress, return {node: result dict}. Result: ok / error / timeout / offline."""
+    """Send one command to a target, show progress, return {node: result dict} (ok / error / timeout / offline)."""
     op = view.op
     online, offline = view.members(target)
     expected = set(online)

@@ -10,7 +10,8 @@ INVENTORY.json:
 
 A node's MQTT user name is its node id (and, with use_username_as_clientid, so is its client id). Roles:
 - node: publish only <prefix>/<id>/{status,state,tele,event,reply}; receive only <prefix>/<id>/cmd,
-  <prefix>/<id>/ota, its own <prefix>/<id>/status, <prefix>/all/cmd and <prefix>/group/<g>/cmd for its groups. Explicit per-user sections, not `pattern`
+  <prefix>/<id>/ota, its own <prefix>/<id>/status, <prefix>/all/cmd and <prefix>/group/<g>/cmd for its groups.
+  Explicit per-user sections, not `pattern`
   lines: a pattern (%u) cannot say which groups a node is in, and it would also grant every operator and monitor
   user a node-shaped topic tree under its own name.
 - operator: read everything under the prefix; publish only command topics (node, group, broadcast) and update

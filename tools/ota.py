@@ -282,7 +282,8 @@ class NodePush:
         except TimeoutError:
             st = {}
         staging = st.get("staging") if st.get("ok") else None
-        if staging and staging.get("session") == self.bd.session and staging.get("version") == self.bd.manifest["version"]:
+        same_version = staging is not None and staging.get("version") == self.bd.manifest["version"]
+        if staging and staging.get("session") == self.bd.session and same_version:
             return self.bd.linear(staging["file"], staging["offset"])
         r = self._cmd("ota_begin", manifest=self.bd.manifest, manifest_sig=self.bd.sig, force=self.force)
         if not r.get("ok"):
@@ -456,7 +457,8 @@ def _table(rows, cols):
     widths = [max(len(c), *(len(str(r.get(c, ""))) for r in rows)) if rows else len(c) for c in cols]
     lines = ["  ".join(c.ljust(w) for c, w in zip(cols, widths))]
     for r in rows:
-        lines.append("  ".join(str(r.get(c, "") if r.get(c) is not None else "-").ljust(w) for c, w in zip(cols, widths)))
+        cells = (str(r.get(c, "") if r.get(c) is not None else "-").ljust(w) for c, w in zip(cols, widths))
+        lines.append("  ".join(cells))
     return "\n".join(lines)
 
 
@@ -545,8 +547,8 @@ def main(argv=None):
         if args.json:
             print(json.dumps(results))
         else:
-            print(_table(results, ("node", "from", "to", "result", "seconds", "transfer_s", "bytes", "resends", "resyncs",
-                                   "detail")))
+            cols = ("node", "from", "to", "result", "seconds", "transfer_s", "bytes", "resends", "resyncs", "detail")
+            print(_table(results, cols))
         return 0 if all(r["result"] == "confirmed" for r in results) else 1
     finally:
         op.close()

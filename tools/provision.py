@@ -218,7 +218,7 @@ def _field(field, message):
 
 
 def node_configs(inventory_path, base=None, env=None):
-    """[(node_id, config)] for every inventory row: base merged with the row, validated; InventoryError names the row."""
+    """[(node_id, config)] per inventory row: base merged with the row, validated; InventoryError names the row."""
     env = os.environ if env is None else env
     base_dir = os.path.dirname(os.path.abspath(inventory_path))
     base = base or {}
@@ -386,7 +386,8 @@ def verify_bundle(bundle, flash_budget=None):
             continue
         total += len(data)
         if len(data) != want.get("size"):
-            problems.append("%s: size %d, manifest says %s (tampered or truncated)" % (rel, len(data), want.get("size")))
+            problems.append("%s: size %d, manifest says %s (tampered or truncated)"
+                            % (rel, len(data), want.get("size")))
         if sha256(data) != want.get("sha256"):
             problems.append("%s: sha256 mismatch with the manifest (tampered or corrupted)" % rel)
         if rel.endswith(".mpy") and not data.startswith(MPY_MAGIC):
