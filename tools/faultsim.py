@@ -37,6 +37,7 @@ if _repo_root() not in sys.path:
 
 import os  # noqa: E402
 
+import cliargs  # noqa: E402  (tools/, beside this file)
 from drivers import sim as simmod  # noqa: E402
 from firmware import astro, timebase  # noqa: E402
 from firmware import config as configmod  # noqa: E402
@@ -255,45 +256,20 @@ def _hours(s):
     return int(float(hh) * 3600)
 
 
+def _fault(v):
+    kind, _, span = v.partition("@")
+    f, _, t = span.partition("-")
+    if not kind or not f or not t:
+        raise ValueError("--fault wants KIND@FROM-TO (local hours H, H.H or HH:MM), got %r" % v)
+    return kind, _hours(f), _hours(t)
+
+
 def parse_args(argv):
-    a = {"start": "2026-03-20", "from": 12 * 3600, "hours": 24.0, "step": 1, "seed": 1, "faults": [],
-         "cause": "soft", "dir": None, "calibrate": False}
-    i = 0
-    while i < len(argv):
-        w = argv[i]
-        if w in ("-h", "--help"):
-            raise ValueError(USAGE)
-        if w == "--calibrate":
-            a["calibrate"] = True
-            i += 1
-            continue
-        if i + 1 >= len(argv):
-            raise ValueError("%s needs a value\n%s" % (w, USAGE))
-        v = argv[i + 1]
-        i += 2
-        if w == "--start":
-            a["start"] = v
-        elif w == "--from-h":
-            a["from"] = _hours(v)
-        elif w == "--hours":
-            a["hours"] = float(v)
-        elif w == "--step-s":
-            a["step"] = int(v)
-        elif w == "--seed":
-            a["seed"] = int(v)
-        elif w == "--cause":
-            a["cause"] = v
-        elif w == "--dir":
-            a["dir"] = v
-        elif w == "--fault":
-            kind, _, span = v.partition("@")
-            f, _, t = span.partition("-")
-            if not kind or not f or not t:
-                raise ValueError("--fault wants KIND@FROM-TO (local hours H, H.H or HH:MM), got %r" % v)
-            a["faults"].append((kind, _hours(f), _hours(t)))
-        else:
-            raise ValueError("unknown option %s\n%s" % (w, USAGE))
-    return a
+    defaults = {"start": "2026-03-20", "from": 12 * 3600, "hours": 24.0, "step": 1, "seed": 1, "faults": [],
+                "cause": "soft", "dir": None, "calibrate": False}
+    flags = {"--start": ("start", str), "--from-h": ("from", _hours), "--hours": ("hours", float),
+             "--step-s": ("step", int), "--seed": ("seed", int), "--cause": ("cause", str), "--dir": ("dir", str)}
+    return cliargs.parse(argv, defaults, USAGE, flags, {"--calibrate": "calibrate"}, {"--fault": ("faults", _fault)})
 
 
 def main(argv):

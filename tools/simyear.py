@@ -45,6 +45,7 @@ def _repo_root():
 if _repo_root() not in sys.path:
     sys.path.insert(0, _repo_root())
 
+import cliargs  # noqa: E402  (tools/, beside this file)
 from drivers.sim import SIM_SCHEMA, SimWorld  # noqa: E402
 from firmware import astro, config, control, lampout, program, timebase  # noqa: E402
 from firmware.compat import ticks_diff, ticks_ms  # noqa: E402
@@ -523,38 +524,21 @@ places: """ + ", ".join(sorted(PLACES))
 def parse_args(argv):
     """Command-line words → (cfg, days, start_days, options, out) where out = {"csv": path|None, "json": bool}.
     Shared by tools/energy_report.py through build()."""
-    a = {"days": 365, "start": "2026-01-01", "place": None, "lat": None, "lon": None, "off": None, "config": None,
-         "mode": None, "watts": None, "step": 60, "fine": None, "csv": None, "json": False, "loss": [], "faults": [],
-         "noise": None, "headlights": None, "clouds": None, "seed": None}
-    i = 0
+    defaults = {"days": 365, "start": "2026-01-01", "place": None, "lat": None, "lon": None, "off": None,
+                "config": None, "mode": None, "watts": None, "step": 60, "fine": None, "csv": None, "json": False,
+                "loss": [], "faults": [], "noise": None, "headlights": None, "clouds": None, "seed": None}
     flags = {"--days": ("days", int), "--start": ("start", str), "--place": ("place", str), "--lat": ("lat", float),
              "--lon": ("lon", float), "--utc-offset-min": ("off", int), "--config": ("config", str),
              "--mode": ("mode", str), "--watts": ("watts", float), "--step-s": ("step", int), "--fine-s": ("fine", int),
              "--csv": ("csv", str), "--noise": ("noise", float), "--headlights": ("headlights", float),
              "--clouds": ("clouds", float), "--seed": ("seed", int)}
-    while i < len(argv):
-        w = argv[i]
-        if w in ("-h", "--help"):
-            raise ValueError(USAGE)
-        if w == "--json":
-            a["json"] = True
-            i += 1
-            continue
-        if i + 1 >= len(argv):
-            raise ValueError("%s needs a value\n%s" % (w, USAGE))
-        v = argv[i + 1]
-        i += 2
-        if w == "--clock-loss":
-            a["loss"].append(parse_window(v, w))
-        elif w == "--fault":
-            kind, _, rest = v.partition(":")
-            a["faults"].append((kind,) + parse_window(rest, w))
-        elif w in flags:
-            key, conv = flags[w]
-            a[key] = conv(v)
-        else:
-            raise ValueError("unknown option %s\n%s" % (w, USAGE))
-    return build(a)
+
+    def fault(v):
+        kind, _, rest = v.partition(":")
+        return (kind,) + parse_window(rest, "--fault")
+
+    repeats = {"--clock-loss": ("loss", lambda v: parse_window(v, "--clock-loss")), "--fault": ("faults", fault)}
+    return build(cliargs.parse(argv, defaults, USAGE, flags, {"--json": "json"}, repeats))
 
 
 def build(a):
