@@ -6,8 +6,8 @@ from drivers.filestore import FileStore
 from firmware import startup
 
 if sys.platform == "esp32":
-    from drivers.esp32 import make_board, seed
+    from drivers.esp32 import board_for, seed
 else:
-    from drivers.sim import make_board, seed
+    from drivers.sim import board_for, seed
 
-startup.main(FileStore("."), make_board, seed())
+startup.main(FileStore("."), board_for, seed())

@@ -379,6 +379,11 @@ class Board:
         self.system = system
 
 
+def board_for(cfg):
+    """The board for the node's whole validated config (what main.py/startup pass): built from its "hw" section."""
+    return make_board(cfg["hw"])
+
+
 def make_board(hw_cfg):
     """Validate the "hw" section (raises schema.Invalid naming the field) and build the board."""
     cfg = HW_SCHEMA.check(hw_cfg, "hw")

@@ -602,6 +602,11 @@ def load_sim(data_dir="."):
     return SIM_SCHEMA.check(doc, "")
 
 
+def board_for(cfg):
+    """The board for main.py/startup: the simulated post described by ./sim.json (the node config is not needed)."""
+    return make_board(cfg)
+
+
 def make_board(cfg=None, data_dir=".", sim_cfg=None, cause=None, real_ms=None, mono_ms=None):
     """The simulated board. `cfg` (the node config, as firmware/startup.py passes it) is not needed by the sim;
     `sim_cfg` (a sim.json document) defaults to data_dir/sim.json; `cause` to reset_cause()."""

@@ -282,3 +282,17 @@ def test_esp32_module_is_the_only_hardware_import():
             src = fh.read()
         for mod in ("machine", "network", "esp32"):
             assert "import " + mod not in src, (name, mod)
+
+
+def test_board_for_the_whole_node_config(hw):
+    # main.py hands startup the node's whole config; the ESP32 board is built from its "hw" section.
+    from firmware import config as configmod
+
+    f, mod, _ = hw
+    cfg = configmod.defaults()
+    cfg["hw"]["light"] = {"type": "none"}
+    cfg["hw"]["meter"] = {"type": "none"}
+    cfg = configmod.validate(cfg)
+    b = mod.board_for(cfg)
+    assert ("PWM", cfg["hw"]["pwm_pin"], cfg["hw"]["pwm_freq"], 65535) in f.log
+    assert b.light.read_lux() is None and b.meter.read() is None
