@@ -261,8 +261,9 @@ class Node:
         if clo["enabled"] and level > 0 and reason != "override":
             level = clo_level(level, self.meter.counters()["burn_h"], clo)
         if self._calibration is not None:
-            level = self._calibration_level(now)
-            reason = "calibrate"
+            cal_level = self._calibration_level(now)
+            if cal_level is not None:  # None: calibration just ended, the decision above stands
+                level, reason = cal_level, "calibrate"
         self.level = level
         self.reason = reason
         self.lamp.set_target(level, now_ms)
@@ -289,7 +290,7 @@ class Node:
         b.wdt.feed()  # only a control step that got this far keeps the watchdog quiet
 
     def _calibration_level(self, now):
-        """The level calibration drives now; moves on every hold period and stores the table at the end."""
+        """The level calibration drives now, or None once it has ended (the table is then stored)."""
         cal = self._calibration
         if now - cal[1] >= _CALIBRATION_HOLD_S + self.cfg["lamp"]["warmup_s"] or now < cal[1]:
             cal[0] += 1
@@ -306,7 +307,7 @@ class Node:
                 self._event(now, {"kind": "calibration_failed", "reason": str(e)})
         else:
             self._event(now, {"kind": "calibration_failed", "reason": "no stable current readings"})
-        return self.level
+        return None
 
     def _drive(self, now_ms):
         duty, relay = self.lamp.step(now_ms)
