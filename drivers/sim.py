@@ -33,7 +33,7 @@ from drivers.filestore import FileStore
 from firmware import astro
 from firmware.compat import mem_free as _mem_free
 from firmware.compat import is_finite, ticks_diff, ticks_ms
-from firmware.schema import NAME_CHARS, Bool, Dict, Enum, Float, Int, Invalid, List, Nullable, Str
+from firmware.schema import NAME_CHARS, Bool, Dict, Enum, Float, Int, Invalid, Lazy, List, Nullable, Str
 from firmware.timebase import days_from_civil
 
 WDT_EXIT = 77  # exit code of a watchdog reset (made by tools/vnode.py from the sim_reset record)
@@ -63,40 +63,56 @@ def _check_window(v, path):
         raise Invalid(path + ".to" if path else "to", "must be > from")
 
 
-_FROM = Int(0, _T2K_MAX, 0, doc="world t2k where the window starts")
-_TO = Nullable(Int(0, _T2K_MAX), doc="world t2k where it ends (exclusive); null = never")
+def _from():
+    return Int(0, _T2K_MAX, 0, doc="world t2k where the window starts")
 
-FAULT_SCHEMA = Dict({"kind": Enum(FAULT_KINDS), "from": _FROM, "to": _TO}, check=_check_window)
-WINDOW_SCHEMA = Dict({"from": _FROM, "to": _TO}, check=_check_window)
 
-LAMP_SCHEMA = Dict({
-    "nominal_w": Float(1.0, 2000.0, 60.0, doc="real power at duty 1 (the truth; config.json may be wrong)"),
-    "standby_w": Float(0.0, 20.0, 1.0, doc="driver draw with the relay closed at duty 0"),
-    "warmup_s": Int(0, 1800, 0, doc="HPS-like run-up: power ramps from 30 %, current from 140 %; 0 = LED, instant"),
-    "pf_full": Float(0.3, 1.0, 0.96, doc="power factor at duty 1"),
-    "pf_idle": Float(0.1, 1.0, 0.35, doc="power factor at duty 0 (drivers lose PF at light load)"),
-})
+def _to():
+    return Nullable(Int(0, _T2K_MAX), doc="world t2k where it ends (exclusive); null = never")
 
-SIM_SCHEMA = Dict({
-    "seed": Int(0, _T2K_MAX, 1, doc="every random thing in the world is a hash of this and the time"),
-    "lat": Float(-90.0, 90.0, -0.95),
-    "lon": Float(-180.0, 180.0, 100.35),
-    "start_t2k": Int(0, _T2K_MAX, DEFAULT_START_T2K, doc="world time when the world was created"),
-    "speed": Float(0.001, 100000.0, 1.0, doc="world seconds per real second (720: a night in a minute)"),
-    "rtc_valid_at_boot": Bool(True, doc="false: a power-on boot finds the RTC at 0 (2000-01-01)"),
-    "rtc_battery": Bool(False, doc="the RTC keeps its time through power cuts"),
-    "ticks_offset": Int(0, TICKS_MASK, 0, doc="added to real ticks_ms (start near 2^30 to test the wrap)"),
-    "cloudiness": Float(0.0, 1.0, 0.3, doc="0 clear sky; 1 clouds cut daylight by up to 90 %"),
-    "headlights_per_hour": Float(0.0, 120.0, 6.0, doc="cars lighting the sensor after sunset"),
-    "lux_noise": Float(0.0, 0.5, 0.02, doc="relative sensor noise"),
-    "mains_v": Float(90.0, 260.0, 220.0),
-    "mains_noise_v": Float(0.0, 30.0, 3.0, doc="slow drift amplitude of the mains voltage"),
-    "lamp": LAMP_SCHEMA,
-    "faults": List(FAULT_SCHEMA, 32, []),
-    "net_down": List(WINDOW_SCHEMA, 32, [], doc="world-time windows without Wi-Fi"),
-    "rssi": Int(-100, -20, -62, doc="mean Wi-Fi signal, dBm"),
-    "unique_id": Nullable(Str(32, minlen=1, charset=NAME_CHARS), doc="default: 12 hex digits from the seed"),
-})
+
+def _fault():
+    return Dict({"kind": Enum(FAULT_KINDS), "from": _from(), "to": _to()}, check=_check_window)
+
+
+def _window():
+    return Dict({"from": _from(), "to": _to()}, check=_check_window)
+
+
+def _lamp():
+    return Dict({
+        "nominal_w": Float(1.0, 2000.0, 60.0, doc="real power at duty 1 (the truth; config.json may be wrong)"),
+        "standby_w": Float(0.0, 20.0, 1.0, doc="driver draw with the relay closed at duty 0"),
+        "warmup_s": Int(0, 1800, 0, doc="HPS-like run-up: power ramps from 30 %, current from 140 %; 0 = LED, instant"),
+        "pf_full": Float(0.3, 1.0, 0.96, doc="power factor at duty 1"),
+        "pf_idle": Float(0.1, 1.0, 0.35, doc="power factor at duty 0 (drivers lose PF at light load)"),
+    })
+
+
+def _sim():
+    return Dict({
+        "seed": Int(0, _T2K_MAX, 1, doc="every random thing in the world is a hash of this and the time"),
+        "lat": Float(-90.0, 90.0, -0.95),
+        "lon": Float(-180.0, 180.0, 100.35),
+        "start_t2k": Int(0, _T2K_MAX, DEFAULT_START_T2K, doc="world time when the world was created"),
+        "speed": Float(0.001, 100000.0, 1.0, doc="world seconds per real second (720: a night in a minute)"),
+        "rtc_valid_at_boot": Bool(True, doc="false: a power-on boot finds the RTC at 0 (2000-01-01)"),
+        "rtc_battery": Bool(False, doc="the RTC keeps its time through power cuts"),
+        "ticks_offset": Int(0, TICKS_MASK, 0, doc="added to real ticks_ms (start near 2^30 to test the wrap)"),
+        "cloudiness": Float(0.0, 1.0, 0.3, doc="0 clear sky; 1 clouds cut daylight by up to 90 %"),
+        "headlights_per_hour": Float(0.0, 120.0, 6.0, doc="cars lighting the sensor after sunset"),
+        "lux_noise": Float(0.0, 0.5, 0.02, doc="relative sensor noise"),
+        "mains_v": Float(90.0, 260.0, 220.0),
+        "mains_noise_v": Float(0.0, 30.0, 3.0, doc="slow drift amplitude of the mains voltage"),
+        "lamp": _lamp(),
+        "faults": List(_fault(), 32, []),
+        "net_down": List(_window(), 32, [], doc="world-time windows without Wi-Fi"),
+        "rssi": Int(-100, -20, -62, doc="mean Wi-Fi signal, dBm"),
+        "unique_id": Nullable(Str(32, minlen=1, charset=NAME_CHARS), doc="default: 12 hex digits from the seed"),
+    })
+
+
+SIM_SCHEMA = Lazy(_sim)
 
 # --- deterministic noise -------------------------------------------------------------------------------------------
 # Multipliers stay below 2^29 and inputs below 2^32, so every product is a small int on a 64-bit MicroPython

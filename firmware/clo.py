@@ -1,6 +1,6 @@
 """Constant light output (TALQ CLO): scale the level by burn hours to compensate lumen depreciation."""
 
-from firmware.schema import Bool, Dict, Float, Invalid, List
+from firmware.schema import Bool, Dict, Float, Invalid, Lazy, List
 
 
 def _check_curve(curve, path):
@@ -14,20 +14,24 @@ def _check_curve(curve, path):
         last = p[0]
 
 
-SCHEMA = Dict(
-    {
-        "enabled": Bool(False, doc="apply constant light output compensation"),
-        "curve": List(
-            List(Float(0, 1000000), 2, min_len=2),
-            16,
-            default=[[0, 0.85], [50000, 1.0]],
-            min_len=1,
-            check=_check_curve,
-            doc="[burn_hours, factor] points; factor multiplies the level (new lamp over-lit: < 1)",
-        ),
-    },
-    doc="constant light output",
-)
+def _schema():
+    return Dict(
+        {
+            "enabled": Bool(False, doc="apply constant light output compensation"),
+            "curve": List(
+                List(Float(0, 1000000), 2, min_len=2),
+                16,
+                default=[[0, 0.85], [50000, 1.0]],
+                min_len=1,
+                check=_check_curve,
+                doc="[burn_hours, factor] points; factor multiplies the level (new lamp over-lit: < 1)",
+            ),
+        },
+        doc="constant light output",
+    )
+
+
+SCHEMA = Lazy(_schema)
 
 
 def factor(burn_h, curve):

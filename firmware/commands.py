@@ -16,7 +16,7 @@ import json
 from firmware import program
 from firmware.ota import MANIFEST_SCHEMA
 from firmware.compat import const
-from firmware.schema import Bool, Dict, Enum, Int, Invalid, Map, Nullable, OneOf, Str
+from firmware.schema import Bool, Dict, Enum, Int, Invalid, Lazy, Map, Nullable, OneOf, Str, built
 from firmware.timebase import T2K_UNIX_OFFSET
 
 ID_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.:"
@@ -54,7 +54,7 @@ def nesting_ok(payload, limit):
     return True
 
 
-def _command(name, fields, doc):
+def _command(name, fields, doc=""):
     base = {
         "id": Str(40, minlen=1, charset=ID_CHARS, doc="chosen by the sender, echoed in the reply"),
         "cmd": Enum((name,)),
@@ -85,6 +85,7 @@ class _Patch(Map):
         def part(f):
             # config.merge: a (non-null) object merges key by key, so every key is optional; lists, maps (the
             # programs) and null-able objects are replaced whole, so they must be complete.
+            f = built(f)
             if not isinstance(f, Dict):
                 return f.to_json_schema()
             return {"type": "object", "properties": {k: part(v) for k, v in f.fields.items()},
@@ -97,40 +98,44 @@ class _Patch(Map):
                 "maxProperties": len(secs)}
 
 
+# A command's schema is built only while such a command is checked (schema.Lazy): never all of them at once.
 COMMANDS = {
-    "set": _command("set", {
+    "set": Lazy(lambda: _command("set", {
         "level": Int(0, 100, doc="lamp level in %"),
         "duration_s": Nullable(Int(1, 2592000), doc="override length; null: until cleared"),
-    }, "Override the program with a level, optionally for a while; the program resumes after."),
-    "clear": _command("clear", {}, "End the override; the program decides again."),
-    "get": _command("get", {
+    }, doc="Override the program with a level, optionally for a while; the program resumes after.")),
+    "clear": Lazy(lambda: _command("clear", {}, doc="End the override; the program decides again.")),
+    "get": Lazy(lambda: _command("get", {
         "what": Enum(("state", "config", "log", "counters"), "state"),
-    }, "Reply with the state, the config (secrets hidden), the log ring or the counters."),
-    "program": _command("program", {
+    }, doc="Reply with the state, the config (secrets hidden), the log ring or the counters.")),
+    "program": Lazy(lambda: _command("program", {
         "programs": program.PROGRAMS_SCHEMA,
         "calendar": Nullable(program.CALENDAR_SCHEMA, doc="null keeps the calendar"),
-    }, "Replace the dimming programs (and calendar); validated as a whole config before use."),
-    "config": _command("config", {
+    }, doc="Replace the dimming programs (and calendar); validated as a whole config before use.")),
+    "config": Lazy(lambda: _command("config", {
         "set": _Patch(Str(16, minlen=1), _Section({}), 20, doc="partial config, merged and validated"),
-    }, "Change configuration; applied only if the whole result is valid; rolled back if the broker is lost."),
-    "time": _command("time", {
+    }, doc="Change configuration; applied only if the whole result is valid; rolled back if the broker is lost.")),
+    "time": Lazy(lambda: _command("time", {
         "utc": Int(946684800, 4102444800, doc="Unix seconds"),
-    }, "Offer the node the time (checked like any time source)."),
-    "identify": _command("identify", {
+    }, doc="Offer the node the time (checked like any time source).")),
+    "identify": Lazy(lambda: _command("identify", {
         "seconds": Int(1, 600, 30),
-    }, "Blink the lamp so a technician can find the post."),
-    "reboot": _command("reboot", {
+    }, doc="Blink the lamp so a technician can find the post.")),
+    "reboot": Lazy(lambda: _command("reboot", {
         "safe": Bool(False, doc="come back in safe mode"),
-    }, "Restart the node after replying."),
-    "calibrate": _command("calibrate", {}, "Learn the healthy lamp's current at each dim level (takes minutes)."),
-    "ota_begin": _command("ota_begin", {
+    }, doc="Restart the node after replying.")),
+    "calibrate": Lazy(lambda: _command(
+        "calibrate", {}, doc="Learn the healthy lamp's current at each dim level (takes minutes).")),
+    "ota_begin": Lazy(lambda: _command("ota_begin", {
         "manifest": MANIFEST_SCHEMA,
         "manifest_sig": Str(64, minlen=64, charset="0123456789abcdef", doc="HMAC-SHA256 of the manifest, update key"),
         "force": Bool(False, doc="allow a version older than the running one"),
-    }, "Start (or resume) an update: the signed manifest of the new image; chunks follow on <node>/ota."),
-    "ota_status": _command("ota_status", {}, "Running version, slots, trial, the transfer in progress, last outcome."),
-    "ota_commit": _command("ota_commit", {}, "Verify the staged image from flash, switch to it (on trial), restart."),
-    "ota_abort": _command("ota_abort", {}, "Drop the transfer in progress and empty the spare slot."),
+    }, doc="Start (or resume) an update: the signed manifest of the new image; chunks follow on <node>/ota.")),
+    "ota_status": Lazy(lambda: _command(
+        "ota_status", {}, doc="Running version, slots, trial, the transfer in progress, last outcome.")),
+    "ota_commit": Lazy(lambda: _command(
+        "ota_commit", {}, doc="Verify the staged image from flash, switch to it (on trial), restart.")),
+    "ota_abort": Lazy(lambda: _command("ota_abort", {}, doc="Drop the transfer in progress and empty the spare slot.")),
 }
 
 

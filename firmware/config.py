@@ -14,7 +14,7 @@ import json
 
 from drivers.hw_schema import HW_SCHEMA
 from firmware import clo, control, faults, lampout, metering, mqtt_link, ota, photocell, program, timebase
-from firmware.schema import NAME_CHARS, Bool, Dict, Int, Invalid, List, Nullable, Str, depth_ok
+from firmware.schema import NAME_CHARS, Bool, Dict, Int, Invalid, Lazy, List, Nullable, Str, depth_ok
 
 CONFIG_FILE = "config.json"
 GOOD_FILE = "config.good.json"
@@ -36,41 +36,51 @@ class _NodeId(Str):
         return s
 
 
-NODE = Dict({
-    "id": Nullable(_NodeId(32, minlen=1, charset=NAME_CHARS), doc="topic segment; default: n-<chip id>"),
-    "groups": List(Str(32, minlen=1, charset=NAME_CHARS), 8, [], doc="group command topics this node obeys"),
-}, check=_check_node)
+def _node():
+    return Dict({
+        "id": Nullable(_NodeId(32, minlen=1, charset=NAME_CHARS), doc="topic segment; default: n-<chip id>"),
+        "groups": List(Str(32, minlen=1, charset=NAME_CHARS), 8, [], doc="group command topics this node obeys"),
+    }, check=_check_node)
 
-REPORT = Dict({
-    "telemetry_s": Int(10, 86400, 300, doc="period of the telemetry message"),
-    "deadband_w_pct": Int(1, 100, 10, doc="report at once when power moves more than this % from the last report"),
-    "min_interval_s": Int(1, 3600, 10, doc="report-by-exception never more often than this"),
-})
 
-TIME = Dict({
-    "ntp_hosts": List(Str(253, minlen=1, charset="abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-:"),
-                      3, [], doc="NTP servers, host or host:port; tried in turn. Empty: time only from the `time` "
-                                 "command (and the RTC)"),
-    "ntp_interval_s": Int(600, 604800, 21600),
-    "max_jump_s": Int(60, 31536000, 3600, doc="larger corrections need confirmation"),
-})
+def _report():
+    return Dict({
+        "telemetry_s": Int(10, 86400, 300, doc="period of the telemetry message"),
+        "deadband_w_pct": Int(1, 100, 10, doc="report at once when power moves more than this % from the last report"),
+        "min_interval_s": Int(1, 3600, 10, doc="report-by-exception never more often than this"),
+    })
 
-SECURITY = Dict({
-    "require_signed": Bool(False, doc="refuse commands without a valid HMAC signature"),
-    "node_key": Nullable(Str(128, minlen=16), doc="per-node HMAC key (hex or text); never reported"),
-    "group_key": Nullable(Str(128, minlen=16), doc="key for group and broadcast commands"),
-    "max_age_s": Int(10, 86400, 300, doc="commands older than this (by their ts) are refused as stale"),
-})
 
-SYSTEM = Dict({
-    "wdt_ms": Int(2000, 120000, 30000, doc="watchdog timeout; fed only by a healthy control loop"),
-    "control_ms": Int(100, 10000, 1000, doc="control loop period"),
-    "crash_limit": Int(2, 20, 4, doc="abnormal resets within crash_window_s that start safe mode"),
-    "crash_window_s": Int(60, 86400, 1800),
-    "healthy_after_s": Int(10, 3600, 120, doc="uptime after which a boot counts as good"),
-    "confirm_config_s": Int(10, 3600, 300, doc="a remote config change must reach the broker within this"),
-    "log_lines": Int(8, 200, 40),
-})
+def _time():
+    return Dict({
+        "ntp_hosts": List(Str(253, minlen=1,
+                              charset="abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-:"),
+                          3, [], doc="NTP servers, host or host:port; tried in turn. Empty: time only from the `time` "
+                                     "command (and the RTC)"),
+        "ntp_interval_s": Int(600, 604800, 21600),
+        "max_jump_s": Int(60, 31536000, 3600, doc="larger corrections need confirmation"),
+    })
+
+
+def _security():
+    return Dict({
+        "require_signed": Bool(False, doc="refuse commands without a valid HMAC signature"),
+        "node_key": Nullable(Str(128, minlen=16), doc="per-node HMAC key (hex or text); never reported"),
+        "group_key": Nullable(Str(128, minlen=16), doc="key for group and broadcast commands"),
+        "max_age_s": Int(10, 86400, 300, doc="commands older than this (by their ts) are refused as stale"),
+    })
+
+
+def _system():
+    return Dict({
+        "wdt_ms": Int(2000, 120000, 30000, doc="watchdog timeout; fed only by a healthy control loop"),
+        "control_ms": Int(100, 10000, 1000, doc="control loop period"),
+        "crash_limit": Int(2, 20, 4, doc="abnormal resets within crash_window_s that start safe mode"),
+        "crash_window_s": Int(60, 86400, 1800),
+        "healthy_after_s": Int(10, 3600, 120, doc="uptime after which a boot counts as good"),
+        "confirm_config_s": Int(10, 3600, 300, doc="a remote config change must reach the broker within this"),
+        "log_lines": Int(8, 200, 40),
+    })
 
 
 def _check_all(cfg, path):
@@ -78,13 +88,13 @@ def _check_all(cfg, path):
 
 
 SCHEMA = Dict({
-    "node": NODE,
+    "node": Lazy(_node),
     "site": timebase.SITE_SCHEMA,
     "mqtt": mqtt_link.SCHEMA,
-    "report": REPORT,
-    "time": TIME,
-    "security": SECURITY,
-    "system": SYSTEM,
+    "report": Lazy(_report),
+    "time": Lazy(_time),
+    "security": Lazy(_security),
+    "system": Lazy(_system),
     "control": control.SCHEMA,
     "programs": program.PROGRAMS_SCHEMA,
     "calendar": program.CALENDAR_SCHEMA,

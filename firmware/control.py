@@ -24,15 +24,20 @@ Reasons are short stable strings: "override", "special:<prog>", "program:<prog>"
 
 from firmware.photocell import Photocell
 from firmware.program import Schedule
-from firmware.schema import Dict, Enum, Int
+from firmware.schema import Dict, Enum, Int, Lazy
 
-SCHEMA = Dict(
-    {
-        "mode": Enum(("astro", "photocell", "hybrid"), default="astro", doc="who switches the lamp"),
-        "default_level": Int(0, 100, default=100, doc="level when nothing else applies; the fail-safe"),
-        "hybrid_window_min": Int(0, 240, default=60, doc="photocell acts within ± this of sunset and sunrise"),
-    }
-)
+
+def _schema():
+    return Dict(
+        {
+            "mode": Enum(("astro", "photocell", "hybrid"), default="astro", doc="who switches the lamp"),
+            "default_level": Int(0, 100, default=100, doc="level when nothing else applies; the fail-safe"),
+            "hybrid_window_min": Int(0, 240, default=60, doc="photocell acts within ± this of sunset and sunrise"),
+        }
+    )
+
+
+SCHEMA = Lazy(_schema)
 
 R_OVERRIDE = "override"
 R_PHOTOCELL = "photocell"

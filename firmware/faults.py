@@ -39,7 +39,7 @@ While cycling is active, lamp_failure and the over/under faults hold (the lamp i
 """
 
 from firmware.compat import const, is_finite
-from firmware.schema import Bool, Dict, Enum, Float, Int, Invalid, List, Map
+from firmware.schema import Bool, Dict, Enum, Float, Int, Invalid, Lazy, List, Map
 
 NAMES = (
     "lamp_failure",
@@ -95,69 +95,78 @@ def _check_faults(c, path):
 
 # Defaults are for a 60 W LED lantern on 220 V (0.27 A at full output). Delays are minutes, not seconds: nobody
 # repairs a lamp within the minute, and a head-end flooded by flapping alarms stops reading them.
-SCHEMA = Dict(
-    {
-        "lit_a": Float(0, 10, 0.02, doc="the lamp counts as lit when current >= lit_a A ..."),
-        "lit_w": Float(0, 1000, 3.0, doc="... and real power >= lit_w W (ignores reactive idle current)"),
-        "nominal_v": Float(50, 500, 220.0, doc="volts used when the measured voltage is implausible"),
-        "nominal_a": List(
-            List(Float(0, 100), 2, min_len=2),
-            _MAX_CAL,
-            default=[],
-            check=_check_table,
-            doc="[level, amps] pairs learned by calibration; empty = computed from nominal_w",
-        ),
-        "lamp_failure": _with({"fail_frac": Float(0, 1, 0.3, doc="failed below this fraction of expected amps")},
-                              300, 300),
-        "day_burning": _with({}, 300, 120),
-        "relay_stuck": _with({
-            "enabled": Bool(True, doc="false on boards without a relay (PWM only)"),
-            "min_w": Float(0, 1000, 0.5, doc="draw through an open relay that means welded contacts (raise it to "
-                                            "the meter's noise floor, e.g. 5 W with an ACS712)"),
-        }, 60, 60),
-        "current": _with(
-            {"tol_pct": Float(1, 100, 20.0), "min_tol_a": Float(0, 10, 0.03, doc="absolute tolerance floor")},
-            600, 300, doc="over_current / under_current"),
-        "power": _with(
-            {"tol_pct": Float(1, 100, 20.0), "min_tol_w": Float(0, 1000, 5.0, doc="absolute tolerance floor")},
-            600, 300, doc="over_power / under_power"),
-        "cycling": _with(
-            {"count": Int(2, 20, 3, doc="dropouts within window_s that mean cycling"),
-             "window_s": Int(60, 86400, 3600)},
-            0, 3600),
-        "light_sensor": _with(
-            {
-                "enabled": Bool(True, doc="false when the node has no light sensor"),
-                "min_lux": Float(-1000, 1000000, 0.0),
-                "max_lux": Float(0, 1000000, 200000.0),
-                "stuck_h": Float(1, 720, 24.0, doc="identical readings this long = stuck (a night is ~13 h of 0)"),
-                "dark_lux": Float(0, 100000, 5.0),
-                "dark_day_h": Float(0.1, 48, 3.0),
-                "bright_lux": Float(0, 1000000, 500.0),
-                "bright_night_h": Float(0.1, 48, 3.0),
-                "sun_high_deg": Float(0, 90, 30.0),
-                "sun_low_deg": Float(-90, 0, -12.0),
-            },
-            300, 600),
-        "current_sensor": _with(
-            {
-                "enabled": Bool(True, doc="false when the node has no meter"),
-                "max_v": Float(1, 1000, 300.0),
-                "max_a": Float(0.01, 100, 10.0),
-            },
-            60, 60),
-    },
-    check=_check_faults,
-    doc="lamp-health fault detection",
-)
+def _schema():
+    return Dict(
+        {
+            "lit_a": Float(0, 10, 0.02, doc="the lamp counts as lit when current >= lit_a A ..."),
+            "lit_w": Float(0, 1000, 3.0, doc="... and real power >= lit_w W (ignores reactive idle current)"),
+            "nominal_v": Float(50, 500, 220.0, doc="volts used when the measured voltage is implausible"),
+            "nominal_a": List(
+                List(Float(0, 100), 2, min_len=2),
+                _MAX_CAL,
+                default=[],
+                check=_check_table,
+                doc="[level, amps] pairs learned by calibration; empty = computed from nominal_w",
+            ),
+            "lamp_failure": _with({"fail_frac": Float(0, 1, 0.3, doc="failed below this fraction of expected amps")},
+                                  300, 300),
+            "day_burning": _with({}, 300, 120),
+            "relay_stuck": _with({
+                "enabled": Bool(True, doc="false on boards without a relay (PWM only)"),
+                "min_w": Float(0, 1000, 0.5, doc="draw through an open relay that means welded contacts (raise it to "
+                                                "the meter's noise floor, e.g. 5 W with an ACS712)"),
+            }, 60, 60),
+            "current": _with(
+                {"tol_pct": Float(1, 100, 20.0), "min_tol_a": Float(0, 10, 0.03, doc="absolute tolerance floor")},
+                600, 300, doc="over_current / under_current"),
+            "power": _with(
+                {"tol_pct": Float(1, 100, 20.0), "min_tol_w": Float(0, 1000, 5.0, doc="absolute tolerance floor")},
+                600, 300, doc="over_power / under_power"),
+            "cycling": _with(
+                {"count": Int(2, 20, 3, doc="dropouts within window_s that mean cycling"),
+                 "window_s": Int(60, 86400, 3600)},
+                0, 3600),
+            "light_sensor": _with(
+                {
+                    "enabled": Bool(True, doc="false when the node has no light sensor"),
+                    "min_lux": Float(-1000, 1000000, 0.0),
+                    "max_lux": Float(0, 1000000, 200000.0),
+                    "stuck_h": Float(1, 720, 24.0, doc="identical readings this long = stuck (a night is ~13 h of 0)"),
+                    "dark_lux": Float(0, 100000, 5.0),
+                    "dark_day_h": Float(0.1, 48, 3.0),
+                    "bright_lux": Float(0, 1000000, 500.0),
+                    "bright_night_h": Float(0.1, 48, 3.0),
+                    "sun_high_deg": Float(0, 90, 30.0),
+                    "sun_low_deg": Float(-90, 0, -12.0),
+                },
+                300, 600),
+            "current_sensor": _with(
+                {
+                    "enabled": Bool(True, doc="false when the node has no meter"),
+                    "max_v": Float(1, 1000, 300.0),
+                    "max_a": Float(0.01, 100, 10.0),
+                },
+                60, 60),
+        },
+        check=_check_faults,
+        doc="lamp-health fault detection",
+    )
 
-_SNAPSHOT = Dict(
-    {
-        "v": Int(_SNAPSHOT_VERSION, _SNAPSHOT_VERSION),
-        "active": Map(Enum(NAMES[:-1]), Int(-0x3FFFFFFF, 0x3FFFFFFF), len(NAMES)),
-        "light_reason": Enum(_LIGHT_REASONS, "range"),
-    }
-)
+
+SCHEMA = Lazy(_schema)
+
+
+def _snapshot():
+    return Dict(
+        {
+            "v": Int(_SNAPSHOT_VERSION, _SNAPSHOT_VERSION),
+            "active": Map(Enum(NAMES[:-1]), Int(-0x3FFFFFFF, 0x3FFFFFFF), len(NAMES)),
+            "light_reason": Enum(_LIGHT_REASONS, "range"),
+        }
+    )
+
+
+_SNAPSHOT = Lazy(_snapshot)
 
 
 class _Debounce:

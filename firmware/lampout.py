@@ -17,19 +17,24 @@ All times are `ticks_ms` values and are compared with ticks_diff: the counter wr
 """
 
 from firmware.compat import ticks_add, ticks_diff
-from firmware.schema import Bool, Dict, Enum, Float, Int
+from firmware.schema import Bool, Dict, Enum, Float, Int, Lazy
 
-SCHEMA = Dict(
-    {
-        "min_level": Int(0, 100, default=10, doc="levels in (0, min_level) mean off"),
-        "fade_ms": Int(0, 600000, default=1500, doc="duration of every level change"),
-        "restrike_s": Int(0, 3600, default=0, doc="no re-strike for this long after off (HPS ~300, LED 0)"),
-        "curve": Enum(("linear", "log"), default="linear", doc="level → duty"),
-        "nominal_w": Float(0.0, 5000.0, default=60.0, doc="lamp power at 100 %"),
-        "warmup_s": Int(0, 1800, default=0, doc="full power after switch-on (HPS ~240, LED 0)"),
-        "pwm_invert": Bool(default=False, doc="active-low PWM input"),
-    }
-)
+
+def _schema():
+    return Dict(
+        {
+            "min_level": Int(0, 100, default=10, doc="levels in (0, min_level) mean off"),
+            "fade_ms": Int(0, 600000, default=1500, doc="duration of every level change"),
+            "restrike_s": Int(0, 3600, default=0, doc="no re-strike for this long after off (HPS ~300, LED 0)"),
+            "curve": Enum(("linear", "log"), default="linear", doc="level → duty"),
+            "nominal_w": Float(0.0, 5000.0, default=60.0, doc="lamp power at 100 %"),
+            "warmup_s": Int(0, 1800, default=0, doc="full power after switch-on (HPS ~240, LED 0)"),
+            "pwm_invert": Bool(default=False, doc="active-low PWM input"),
+        }
+    )
+
+
+SCHEMA = Lazy(_schema)
 
 
 def log_duty(level):

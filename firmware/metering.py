@@ -1,7 +1,7 @@
 """Lamp metering (TALQ LampMonitor counters): energy, burn hours, switch-on and supply-loss counts, persisted."""
 
 from firmware.compat import const, is_finite
-from firmware.schema import Dict, Float, Int, Invalid
+from firmware.schema import Dict, Float, Int, Invalid, Lazy
 
 # Energy is kept as int whole Wh + int nano-Wh remainder. ESP32 floats are 32-bit (24-bit mantissa): a float
 # total of 525 600 Wh has a step of 0.0625 Wh, so adding 0.0167 Wh per second would be lost entirely. Only the
@@ -11,26 +11,36 @@ _NWH_PER_WH = const(1000000000)
 _SNAPSHOT_VERSION = const(1)
 _BIG = const(0x3FFFFFFF)  # largest small int on a 32-bit port: a counter beyond it is not plausible data
 
-SCHEMA = Dict(
-    {
-        "save_interval_s": Int(300, 86400, 900, doc="seconds between counter saves (900 = 96 flash writes/day)"),
-        "nominal_voltage": Float(50, 500, 220.0, doc="mains voltage assumed where a measurement is unusable"),
-        "max_gap_s": Int(10, 3600, 3600, doc="a step longer than this (or negative) is a discontinuity"),
-        "max_w": Float(1, 10000, 2000.0, doc="a power reading above this is a meter error"),
-    },
-    doc="energy metering and counter persistence",
-)
 
-_SNAPSHOT = Dict(
-    {
-        "v": Int(_SNAPSHOT_VERSION, _SNAPSHOT_VERSION),
-        "wh": Int(0, _BIG),
-        "nwh": Int(0, _NWH_PER_WH - 1),
-        "burn_s": Int(0, _BIG),
-        "switch_ons": Int(0, _BIG),
-        "supply_losses": Int(0, _BIG),
-    }
-)
+def _schema():
+    return Dict(
+        {
+            "save_interval_s": Int(300, 86400, 900, doc="seconds between counter saves (900 = 96 flash writes/day)"),
+            "nominal_voltage": Float(50, 500, 220.0, doc="mains voltage assumed where a measurement is unusable"),
+            "max_gap_s": Int(10, 3600, 3600, doc="a step longer than this (or negative) is a discontinuity"),
+            "max_w": Float(1, 10000, 2000.0, doc="a power reading above this is a meter error"),
+        },
+        doc="energy metering and counter persistence",
+    )
+
+
+SCHEMA = Lazy(_schema)
+
+
+def _snapshot():
+    return Dict(
+        {
+            "v": Int(_SNAPSHOT_VERSION, _SNAPSHOT_VERSION),
+            "wh": Int(0, _BIG),
+            "nwh": Int(0, _NWH_PER_WH - 1),
+            "burn_s": Int(0, _BIG),
+            "switch_ons": Int(0, _BIG),
+            "supply_losses": Int(0, _BIG),
+        }
+    )
+
+
+_SNAPSHOT = Lazy(_snapshot)
 
 
 class Meter:

@@ -18,39 +18,48 @@ when the connection is not good. Nothing here blocks for long:
 """
 
 from firmware.compat import const, ticks_add, ticks_diff
-from firmware.schema import Dict, Int, List, Nullable, Str
+from firmware.schema import Dict, Int, Lazy, List, Nullable, Str
 
 _MAX_PACKETS_PER_SERVICE = const(32)  # bound the time one service() call spends reading a burst
 
-BROKER = Dict({
-    "host": Str(253, minlen=1, doc="broker host name or address"),
-    "port": Int(1, 65535, 1883),
-})
 
-TLS = Dict({
-    "ca": Str(8192, minlen=1, doc="CA certificate, base64 of the DER bytes"),
-    "server_hostname": Nullable(Str(253), doc="name the certificate must carry; default: the broker host"),
-    "client_cert": Nullable(Str(8192), doc="optional client certificate, base64 DER"),
-    "client_key": Nullable(Str(8192), doc="optional client key, base64 DER"),
-})
+def _broker():
+    return Dict({
+        "host": Str(253, minlen=1, doc="broker host name or address"),
+        "port": Int(1, 65535, 1883),
+    })
 
-SCHEMA = Dict({
-    "brokers": List(BROKER, 4, [{"host": "127.0.0.1", "port": 1883}], min_len=1,
-                    doc="tried in turn: the next one after each failure"),
-    "prefix": Str(64, "city/lights", minlen=1, charset="abcdefghijklmnopqrstuvwxyz0123456789_-/",
-                  doc="topic prefix; the node's topics are <prefix>/<node_id>/..."),
-    "keepalive_s": Int(10, 3600, 60),
-    "io_timeout_s": Int(1, 30, 5, doc="bound on TCP connect, CONNACK and a partly received packet"),
-    "backoff_min_s": Int(1, 600, 1),
-    "backoff_max_s": Int(1, 3600, 120),
-    "ack_timeout_s": Int(1, 120, 10, doc="PUBACK wait before a retry with DUP"),
-    "ack_tries": Int(1, 10, 3),
-    "queue_len": Int(1, 256, 32, doc="events kept while offline; the oldest is dropped beyond this"),
-    "max_payload": Int(256, 65536, 8192, doc="incoming messages larger than this are discarded unread"),
-    "user": Nullable(Str(64)),
-    "password": Nullable(Str(128)),
-    "tls": Nullable(TLS),
-}, check=lambda v, p: _check(v, p))
+
+def _tls():
+    return Dict({
+        "ca": Str(8192, minlen=1, doc="CA certificate, base64 of the DER bytes"),
+        "server_hostname": Nullable(Str(253), doc="name the certificate must carry; default: the broker host"),
+        "client_cert": Nullable(Str(8192), doc="optional client certificate, base64 DER"),
+        "client_key": Nullable(Str(8192), doc="optional client key, base64 DER"),
+    })
+
+
+def _schema():
+    return Dict({
+        "brokers": List(_broker(), 4, [{"host": "127.0.0.1", "port": 1883}], min_len=1,
+                        doc="tried in turn: the next one after each failure"),
+        "prefix": Str(64, "city/lights", minlen=1, charset="abcdefghijklmnopqrstuvwxyz0123456789_-/",
+                      doc="topic prefix; the node's topics are <prefix>/<node_id>/..."),
+        "keepalive_s": Int(10, 3600, 60),
+        "io_timeout_s": Int(1, 30, 5, doc="bound on TCP connect, CONNACK and a partly received packet"),
+        "backoff_min_s": Int(1, 600, 1),
+        "backoff_max_s": Int(1, 3600, 120),
+        "ack_timeout_s": Int(1, 120, 10, doc="PUBACK wait before a retry with DUP"),
+        "ack_tries": Int(1, 10, 3),
+        "queue_len": Int(1, 256, 32, doc="events kept while offline; the oldest is dropped beyond this"),
+        "max_payload": Int(256, 65536, 8192, doc="incoming messages larger than this are discarded unread"),
+        "user": Nullable(Str(64)),
+        "password": Nullable(Str(128)),
+        "tls": Nullable(_tls()),
+    }, check=lambda v, p: _check(v, p))
+
+
+SCHEMA = Lazy(_schema)
 
 
 def _check(cfg, path):

@@ -32,7 +32,7 @@ import os
 import struct
 
 from firmware.compat import const
-from firmware.schema import Dict, Int, Invalid, List, Nullable, Str
+from firmware.schema import Dict, Int, Invalid, Lazy, List, Nullable, Str
 
 OTA_FILE = "ota.json"
 SLOTS = ("slot_a", "slot_b")
@@ -55,25 +55,37 @@ _ENOENT = const(2)
 _HEX = "0123456789abcdef"
 _SEGMENT_CHARS = "abcdefghijklmnopqrstuvwxyz0123456789_-"
 
-OTA_SCHEMA = Dict({
-    "update_key": Nullable(Str(128, minlen=16), doc="fleet update key (hex or text) that signs manifests; "
-                                                    "null: updates refused. Never reported"),
-    "confirm_s": Int(10, 3600, 60, doc="a new version is confirmed once connected and running this long"),
-    "trial_max_s": Int(60, 86400, 900, doc="not confirmed after this long: roll back to the previous version"),
-    "max_bytes": Int(16384, 4194304, 1048576, doc="largest update accepted (sum of file sizes)"),
-})
 
-FILE_SCHEMA = Dict({
-    "path": Str(64, minlen=4, charset=_SEGMENT_CHARS + "./", doc="e.g. firmware/node.mpy (relative, no ..)"),
-    "size": Int(0, MAX_FILE_BYTES),
-    "sha256": Str(64, minlen=64, charset=_HEX),
-})
+def _ota():
+    return Dict({
+        "update_key": Nullable(Str(128, minlen=16), doc="fleet update key (hex or text) that signs manifests; "
+                                                        "null: updates refused. Never reported"),
+        "confirm_s": Int(10, 3600, 60, doc="a new version is confirmed once connected and running this long"),
+        "trial_max_s": Int(60, 86400, 900, doc="not confirmed after this long: roll back to the previous version"),
+        "max_bytes": Int(16384, 4194304, 1048576, doc="largest update accepted (sum of file sizes)"),
+    })
 
-MANIFEST_SCHEMA = Dict({
-    "format": Int(1, 1, 1),
-    "version": Str(20, minlen=5, charset="0123456789.", doc="MAJOR.MINOR.PATCH"),
-    "files": List(FILE_SCHEMA, MAX_FILES, min_len=1),
-})
+
+OTA_SCHEMA = Lazy(_ota)
+
+
+def _file():
+    return Dict({
+        "path": Str(64, minlen=4, charset=_SEGMENT_CHARS + "./", doc="e.g. firmware/node.mpy (relative, no ..)"),
+        "size": Int(0, MAX_FILE_BYTES),
+        "sha256": Str(64, minlen=64, charset=_HEX),
+    })
+
+
+def _manifest():
+    return Dict({
+        "format": Int(1, 1, 1),
+        "version": Str(20, minlen=5, charset="0123456789.", doc="MAJOR.MINOR.PATCH"),
+        "files": List(_file(), MAX_FILES, min_len=1),
+    })
+
+
+MANIFEST_SCHEMA = Lazy(_manifest)
 
 
 def parse_version(v):

@@ -17,7 +17,7 @@ pending debounce from the new now instead of finishing or stretching it on a fal
 """
 
 from firmware.compat import const, is_finite
-from firmware.schema import Dict, Float, Int, Invalid
+from firmware.schema import Dict, Float, Int, Invalid, Lazy
 
 MAX_GAP_S = const(3600)
 
@@ -35,20 +35,25 @@ def _check(c, path):
         raise Invalid(_join(path, "min_lux"), "must be < max_lux")
 
 
-SCHEMA = Dict(
-    {
-        "on_lux": Float(0.0, 10000.0, default=20.0, doc="dark (lamp on) below this filtered lux"),
-        "off_lux": Float(0.0, 10000.0, default=50.0, doc="light (lamp off) above this filtered lux"),
-        "debounce_s": Int(0, 3600, default=120, doc="a change must hold this long"),
-        "break_s": Int(0, 600, default=20, doc="a shorter interruption (a passing car) does not restart debounce_s"),
-        "window": Int(1, 9, default=5, doc="median over the last N valid samples"),
-        "alpha": Float(0.0, 1.0, default=0.3, doc="EMA weight of the newest median, 0 < alpha <= 1"),
-        "min_lux": Float(-10.0, 1000.0, default=0.0, doc="readings below are implausible"),
-        "max_lux": Float(1.0, 1000000.0, default=200000.0, doc="readings above are implausible (sun ≈ 120 klx)"),
-        "fail_count": Int(1, 100, default=5, doc="consecutive bad readings before unhealthy"),
-    },
-    check=_check,
-)
+def _schema():
+    return Dict(
+        {
+            "on_lux": Float(0.0, 10000.0, default=20.0, doc="dark (lamp on) below this filtered lux"),
+            "off_lux": Float(0.0, 10000.0, default=50.0, doc="light (lamp off) above this filtered lux"),
+            "debounce_s": Int(0, 3600, default=120, doc="a change must hold this long"),
+            "break_s": Int(0, 600, default=20,
+                           doc="a shorter interruption (a passing car) does not restart debounce_s"),
+            "window": Int(1, 9, default=5, doc="median over the last N valid samples"),
+            "alpha": Float(0.0, 1.0, default=0.3, doc="EMA weight of the newest median, 0 < alpha <= 1"),
+            "min_lux": Float(-10.0, 1000.0, default=0.0, doc="readings below are implausible"),
+            "max_lux": Float(1.0, 1000000.0, default=200000.0, doc="readings above are implausible (sun ≈ 120 klx)"),
+            "fail_count": Int(1, 100, default=5, doc="consecutive bad readings before unhealthy"),
+        },
+        check=_check,
+    )
+
+
+SCHEMA = Lazy(_schema)
 
 
 class Photocell:

@@ -26,7 +26,7 @@ The chosen night's steps are resolved once and cached, and so is the current seg
 
 from firmware import astro, timebase
 from firmware.compat import const
-from firmware.schema import NAME_CHARS, Dict, Field, Int, Invalid, List, Map, Nullable, Str
+from firmware.schema import NAME_CHARS, Dict, Field, Int, Invalid, Lazy, List, Map, Nullable, Str
 
 MAX_STEPS = const(10)  # TALQ / Telensa nodes allow 10 switching steps per program
 MAX_PROGRAMS = const(16)
@@ -163,15 +163,19 @@ class _Programs(Map):
         return s
 
 
-_NAME = Str(16, charset=NAME_CHARS, minlen=1)
+def _name():
+    return Str(16, charset=NAME_CHARS, minlen=1)
 
-STEP_SCHEMA = Dict(
-    {
-        "at": _At(doc="sunset, sunrise, civil_dusk, civil_dawn or local HH:MM"),
-        "offset_min": Int(-180, 180, default=0, doc="minutes added to the time"),
-        "level": Int(0, 100, doc="lamp level in %"),
-    }
-)
+
+def _step():
+    return Dict(
+        {
+            "at": _At(doc="sunset, sunrise, civil_dusk, civil_dawn or local HH:MM"),
+            "offset_min": Int(-180, 180, default=0, doc="minutes added to the time"),
+            "level": Int(0, 100, doc="lamp level in %"),
+        }
+    )
+
 
 PADANG_DEFAULT = {
     DEFAULT_PROGRAM: [
@@ -182,13 +186,18 @@ PADANG_DEFAULT = {
     ]
 }
 
-PROGRAMS_SCHEMA = _Programs(
-    _NAME,
-    List(STEP_SCHEMA, MAX_STEPS, min_len=1),
-    MAX_PROGRAMS,
-    default=PADANG_DEFAULT,
-    doc="name → 1..10 steps; the program 'default' must exist",
-)
+
+def _programs():
+    return _Programs(
+        _name(),
+        List(_step(), MAX_STEPS, min_len=1),
+        MAX_PROGRAMS,
+        default=PADANG_DEFAULT,
+        doc="name → 1..10 steps; the program 'default' must exist",
+    )
+
+
+PROGRAMS_SCHEMA = Lazy(_programs)
 
 
 def _check_entry(e, path):
@@ -199,19 +208,25 @@ def _check_entry(e, path):
             raise Invalid(path + ".from" if path else "from", "must be <= to")
 
 
-ENTRY_SCHEMA = Dict(
-    {
-        "program": _NAME,
-        "priority": Int(0, 100, default=0, doc="higher wins among entries of the same class"),
-        "weekdays": Nullable(List(Int(0, 6), 7, min_len=1), doc="0 = Monday"),
-        "dates": Nullable(List(_Date(True), 32, min_len=1), doc="MM-DD (every year) or YYYY-MM-DD"),
-        "from": Nullable(_Date(False), doc="first date of a range, YYYY-MM-DD"),
-        "to": Nullable(_Date(False), doc="last date of a range, YYYY-MM-DD"),
-    },
-    check=_check_entry,
-)
+def _entry():
+    return Dict(
+        {
+            "program": _name(),
+            "priority": Int(0, 100, default=0, doc="higher wins among entries of the same class"),
+            "weekdays": Nullable(List(Int(0, 6), 7, min_len=1), doc="0 = Monday"),
+            "dates": Nullable(List(_Date(True), 32, min_len=1), doc="MM-DD (every year) or YYYY-MM-DD"),
+            "from": Nullable(_Date(False), doc="first date of a range, YYYY-MM-DD"),
+            "to": Nullable(_Date(False), doc="last date of a range, YYYY-MM-DD"),
+        },
+        check=_check_entry,
+    )
 
-CALENDAR_SCHEMA = List(ENTRY_SCHEMA, MAX_ENTRIES, default=[], doc="which program rules each night")
+
+def _calendar():
+    return List(_entry(), MAX_ENTRIES, default=[], doc="which program rules each night")
+
+
+CALENDAR_SCHEMA = Lazy(_calendar)
 
 
 def check_references(cfg):

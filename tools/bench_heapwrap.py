@@ -15,18 +15,17 @@ wrapper runs gc.collect() and appends one JSON line to BENCH_HEAP_OUT (default b
 is not used: on the unix port it sums m_malloc calls and never subtracts what the GC frees, so it only grows.)
 A device never sees these collections, so they cost some CPU here: do not measure CPU with this wrapper.
 
-With BENCH_MPY_DIR set, that directory (a tree of .mpy files from `mpy-cross` for the host, no -march) goes first on
-sys.path, so every module is loaded as precompiled bytecode — what a device with .mpy files in flash sees — instead
-of being compiled from source in the heap.
+Where the code comes from (source, a .mpy tree or a ROMFS image) is set by tools/bench_codepath.py; each sample
+also carries "held", the bytes a ROMFS image takes in this heap (on an ESP32 it stays in flash), which `live`
+already excludes.
 """
 
 import gc
 import os
-import sys
 
-_mpy = os.getenv("BENCH_MPY_DIR")
-if _mpy:
-    sys.path.insert(0, _mpy)
+import bench_codepath  # noqa: E402  (tools/, next to this script)
+
+_held = bench_codepath.place()
 
 _out = os.getenv("BENCH_HEAP_OUT") or "bench_heap.jsonl"
 _every = int(os.getenv("BENCH_SAMPLE_MS") or "200")
@@ -35,11 +34,11 @@ _last = [None]
 
 def _sample(node, now_ms):
     gc.collect()
-    live = gc.mem_alloc()
+    live = gc.mem_alloc() - _held
     free = gc.mem_free()
     link = node.link
-    line = '{"ms": %d, "now": %d, "live": %d, "free": %d, "writes": %d, "tx": %d, "conn": %d}\n' % (
-        now_ms, node.board.clock.now(), live, free, node.store.writes,
+    line = '{"ms": %d, "now": %d, "live": %d, "held": %d, "free": %d, "writes": %d, "tx": %d, "conn": %d}\n' % (
+        now_ms, node.board.clock.now(), live, _held, free, node.store.writes,
         link.tx_bytes if link is not None else 0, link.connects if link is not None else 0)
     with open(_out, "a") as f:
         f.write(line)

@@ -1,6 +1,6 @@
 """Benchmark baseline (MicroPython unix port): the least an MQTT lamp post could be — a bare umqtt.simple client.
 
-Run by tools/bench.py with MICROPYPATH=<repo>/lib (or BENCH_MPY_DIR first on sys.path) and these settings:
+Run by tools/bench.py with MICROPYPATH=<repo>/lib (code placement: tools/bench_codepath.py) and these settings:
 BENCH_HOST, BENCH_PORT (the broker), BENCH_ID (topic segment), BENCH_HEAP_OUT (sample file, default
 bench_heap.jsonl), BENCH_SAMPLE_MS (default 200).
 
@@ -12,12 +12,11 @@ sample file, exactly as tools/bench_heapwrap.py does for the node, so both figur
 
 import gc
 import os
-import sys
 import time
 
-_mpy = os.getenv("BENCH_MPY_DIR")
-if _mpy:
-    sys.path.insert(0, _mpy)
+import bench_codepath  # noqa: E402  (tools/, next to this script)
+
+held = bench_codepath.place()
 
 from umqtt.simple import MQTTClient  # noqa: E402
 
@@ -54,5 +53,5 @@ while True:
         last_sample = now
         gc.collect()
         with open(out, "a") as f:
-            f.write('{"ms": %d, "live": %d, "free": %d}\n' % (now, gc.mem_alloc(), gc.mem_free()))
+            f.write('{"ms": %d, "live": %d, "free": %d}\n' % (now, gc.mem_alloc() - held, gc.mem_free()))
     time.sleep_ms(5)

@@ -30,7 +30,7 @@ from firmware import commands, faults, ota  # noqa: E402
 from firmware import config as configmod  # noqa: E402
 from firmware.version import VERSION  # noqa: E402
 from firmware.schema import (  # noqa: E402
-    NAME_CHARS, REQUIRED, Bool, Dict, Enum, Field, Float, Int, Invalid, List, Nullable, Str)
+    NAME_CHARS, REQUIRED, Bool, Dict, Enum, Field, Float, Int, Invalid, List, Nullable, Str, built)
 
 API_DIR = os.path.join(ROOT, "docs", "api")
 SCHEMA_DIR = os.path.join(API_DIR, "schemas")
@@ -245,7 +245,7 @@ EVENT_CONFIG_ERROR = _event("config_error", {
 }, "Sent once after boot when a configuration file was refused (the node runs an older or the default one).")
 
 EVENT_CALIBRATED = _event("calibrated", {
-    "nominal_a": faults.SCHEMA.fields["nominal_a"],
+    "nominal_a": built(faults.SCHEMA).fields["nominal_a"],
 }, "Calibration finished: the learned [level, amps] table, now stored as faults.nominal_a.")
 EVENT_CALIBRATION_FAILED = _event("calibration_failed", {
     "reason": Str(400, minlen=1, doc="e.g. \"no stable current readings\""),
@@ -679,7 +679,7 @@ def asyncapi():
     reply_ids = ["replyError", "replyOtaChunk"]
     for name in sorted(commands.COMMANDS):
         cid = "cmd" + _camel(name)
-        msgs[cid] = _msg("cmd_" + name, cid, "Command " + name, commands.COMMANDS[name].doc)
+        msgs[cid] = _msg("cmd_" + name, cid, "Command " + name, built(commands.COMMANDS[name]).doc)
         cmd_ids.append(cid)
         rid = "reply" + _camel(name)
         msgs[rid] = _msg("reply_" + name, rid, "Reply to " + name, REPLIES[name].doc)

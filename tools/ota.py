@@ -42,6 +42,7 @@ for _p in (ROOT, HERE):
 
 from firmware import ota as otamod  # noqa: E402
 from firmware.signing import hmac_sha256, key_bytes  # noqa: E402
+from provision import strip_docs  # noqa: E402  (tools/: .mpy files are compiled as bundles compile them)
 
 DEVICE_DIRS = ("firmware", "drivers", "lib")
 BUNDLE_FILE = "bundle.json"
@@ -114,7 +115,7 @@ def build_bundle(out, key, version=None, src=ROOT, fmt="py", march="xtensawin", 
             dest = os.path.join(files_dir, dest_rel)
             tmp_src = dest[:-4] + ".src.py"
             with open(tmp_src, "wb") as f:
-                f.write(text)
+                f.write(strip_docs(text.decode()).encode())
             cmd = [mpy_cross(), "-o", dest, "-s", rel]
             if march:
                 cmd[1:1] = ["-march=" + march]

@@ -13,6 +13,8 @@ A bundle is what goes onto one lamp post's flash, laid out as the device sees it
   config.json                 the fleet base config with the node's inventory row merged over it, validated with
                               firmware/config.py (the schema the node runs)
   manifest.json               sha256 and size of every other file, the node id, the flash budget
+Next to the bundles, `code.romfs` holds the same compiled code as one ROMFS image, for firmware built with ROMFS: there
+the bytecode runs in place from flash instead of being loaded into RAM (docs/DESIGN.md, "Memory").
 
 Inventory: CSV with a header, or JSON (a list of objects, or {"nodes": [...]}). Fields: id, wifi_ssid,
 wifi_password, brokers ("host:port;host:port"), mqtt_user, mqtt_password, ca / client_cert / client_key (paths to
@@ -23,6 +25,7 @@ Exit status: 0 ok; 1 a bundle failed verification or a tool failed; 2 the invent
 """
 
 import argparse
+import ast
 import base64
 import csv
 import hashlib
@@ -45,6 +48,7 @@ from firmware.schema import Invalid  # noqa: E402
 import fetch_umqtt  # noqa: E402  (tools/: the pinned digest of umqtt/simple.py)
 
 MANIFEST = "manifest.json"
+ROMFS_FILE = "code.romfs"  # the same code for every node, as one ROMFS image (see romfs_image)
 ARCH = "xtensawin"
 # The bundle may use half of the ~2 MiB LittleFS of a 4 MiB ESP32: the rest holds state, logs and an OTA staging copy.
 DEFAULT_FLASH_BUDGET = 1024 * 1024
@@ -290,10 +294,63 @@ def check_umqtt(root=ROOT):
             path, got, fetch_umqtt.MODULE_SHA256))
 
 
+def strip_docs(source):
+    """`source` without its `doc="..."` arguments: the same program for the device, minus the schema descriptions.
+
+    Those texts exist for the published JSON Schema (tools/contract.py, on the host); on the node each one is a string
+    object in RAM for as long as its module is loaded (about 55 bytes each on the 64-bit unix port, ~170 of them).
+    Only the argument and the comma before it are cut; the newlines it spanned stay, so every line keeps its number
+    and tracebacks from the device still point at the right source line.
+    """
+    tree = ast.parse(source)
+    starts = [0]
+    for line in source.splitlines(keepends=True):
+        starts.append(starts[-1] + len(line))
+
+    def offset(lineno, col):  # ast columns count UTF-8 bytes
+        line = source[starts[lineno - 1]:starts[lineno]]
+        return starts[lineno - 1] + len(line.encode()[:col].decode())
+
+    spans = sorted(((offset(k.lineno, k.col_offset), offset(k.end_lineno, k.end_col_offset))
+                    for k in ast.walk(tree) if isinstance(k, ast.keyword) and k.arg == "doc"), reverse=True)
+    out = source
+    for a, b in spans:
+        i = a - 1
+        while out[i] in " \t\r\n":
+            i -= 1
+        if out[i] == ",":
+            a = i  # cut ", doc=..."
+        else:  # doc= is the first argument: cut "doc=..., " instead
+            j = b
+            while out[j] in " \t":
+                j += 1
+            if out[j] == ",":
+                b = j + 1
+        out = out[:a] + "\n" * out[a:b].count("\n") + out[b:]
+    return out
+
+
+def compile_source(src, srcname, dest):
+    """mpy-cross -march=xtensawin of `src` (docs stripped) into `dest`; returns the .mpy bytes."""
+    with open(src, encoding="utf-8") as f:
+        text = strip_docs(f.read())
+    stripped = dest + ".py"
+    with open(stripped, "w", encoding="utf-8") as f:
+        f.write(text)
+    try:
+        p = subprocess.run([mpy_cross(), "-march=" + ARCH, "-s", srcname, "-o", dest, stripped],
+                           capture_output=True, text=True)
+    finally:
+        os.remove(stripped)
+    if p.returncode != 0:
+        raise BuildError("mpy-cross %s: %s" % (srcname, (p.stderr or p.stdout).strip()))
+    with open(dest, "rb") as f:
+        return f.read()
+
+
 def compile_common(work, root=ROOT):
     """Compile the shared code once: {bundle path: bytes}."""
     check_umqtt(root)
-    tool = mpy_cross()
     files = {}
     for rel, src, compile_it in device_sources(root):
         if not compile_it:
@@ -302,13 +359,40 @@ def compile_common(work, root=ROOT):
             continue
         dest = os.path.join(work, rel)
         os.makedirs(os.path.dirname(dest), exist_ok=True)
-        srcname = rel[:-4] + ".py"  # the name tracebacks on the device show
-        p = subprocess.run([tool, "-march=" + ARCH, "-s", srcname, "-o", dest, src], capture_output=True, text=True)
-        if p.returncode != 0:
-            raise BuildError("mpy-cross %s: %s" % (srcname, (p.stderr or p.stdout).strip()))
-        with open(dest, "rb") as f:
-            files[rel] = f.read()
+        files[rel] = compile_source(src, rel[:-4] + ".py", dest)  # that name: what tracebacks on the device show
     return files
+
+
+def romfs_image(files):
+    """The compiled modules of `files` ({bundle path: bytes}; only the .mpy files are taken) as a ROMFS image.
+
+    On a MicroPython build with ROMFS (MICROPY_VFS_ROM and a romfs partition; the stock ESP32 download has neither)
+    the image is mounted at /rom, ahead of the filesystem on sys.path, and its bytecode and constants are used in
+    place in flash: only the objects the code creates take RAM. Installed with `mpremote romfs deploy code.romfs`.
+    """
+    from mpremote.romfs import VfsRomWriter
+
+    tree = {}
+    for rel, data in files.items():
+        if rel.endswith(".mpy"):
+            d = tree
+            parts = rel.split("/")
+            for part in parts[:-1]:
+                d = d.setdefault(part, {})
+            d[parts[-1]] = data
+    writer = VfsRomWriter()
+
+    def add(d):
+        for name in sorted(d):
+            if isinstance(d[name], dict):
+                writer.opendir(name)
+                add(d[name])
+                writer.closedir()
+            else:
+                writer.mkfile(name, d[name])
+
+    add(tree)
+    return writer.finalise()
 
 
 def write_bundle(dest, node_id, cfg, common, flash_budget=DEFAULT_FLASH_BUDGET):
@@ -347,6 +431,8 @@ def build(inventory, out_dir, base=None, only=None, flash_budget=DEFAULT_FLASH_B
     finally:
         shutil.rmtree(work, ignore_errors=True)
     os.makedirs(out_dir, exist_ok=True)
+    with open(os.path.join(out_dir, ROMFS_FILE), "wb") as f:
+        f.write(romfs_image(common))
     return [(n, write_bundle(os.path.join(out_dir, n), n, cfg, common, flash_budget)) for n, cfg in nodes]
 
 
