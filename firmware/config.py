@@ -166,13 +166,21 @@ def merge(base, patch, path=""):
 
 
 def redact(cfg):
-    """A copy safe to report: secrets replaced by "***" (or left null when unset)."""
-    out = json.loads(json.dumps(cfg))
+    """The config as it may be reported: secrets replaced by "***" (or left null when unset). Read-only.
+
+    Only the dicts on a secret's path are copied; everything else is shared with `cfg` (the caller only serialises
+    the result). A full copy — the JSON round trip this replaced — made the `get config` reply the node's largest
+    allocation peak."""
+    out = dict(cfg)
     for keys in SECRET_PATHS:
         d = out
         for k in keys[:-1]:
-            d = d.get(k) if isinstance(d, dict) else None
-        if isinstance(d, dict) and d.get(keys[-1]) is not None:
+            sub = d.get(k)
+            if not isinstance(sub, dict):
+                d = None
+                break
+            d[k] = d = dict(sub)
+        if d is not None and d.get(keys[-1]) is not None:
             d[keys[-1]] = "***"
     return out
 

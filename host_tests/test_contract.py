@@ -655,3 +655,20 @@ def test_contract_check_flags_bad_node_messages_and_skips_what_the_test_publishe
     assert "2 message(s)" in contract_check.report(problems)
     assert contract_check.counts == {"status_online": 1, "tele": 1, "reply_error": 1, "reply_ota_chunk": 1}
     assert contract_check.skipped == {"test_published": 1, "opted_out": 1}
+
+
+def test_redact_hides_every_secret_and_leaves_the_config_unchanged():
+    cfg = configmod.defaults()
+    cfg["mqtt"]["password"] = "pw"
+    cfg["security"]["group_key"] = "g" * 32
+    cfg["hw"]["wifi"]["password"] = "wifi-pw"
+    cfg["mqtt"]["tls"] = {"ca": "QUJD", "server_hostname": None, "client_cert": None, "client_key": "S0VZ"}
+    before = json.dumps(cfg, sort_keys=True)
+    red = configmod.redact(cfg)
+    assert json.dumps(cfg, sort_keys=True) == before
+    assert (red["mqtt"]["password"], red["security"]["group_key"], red["hw"]["wifi"]["password"],
+            red["mqtt"]["tls"]["client_key"]) == ("***", "***", "***", "***")
+    assert red["security"]["node_key"] is None and red["ota"]["update_key"] is None  # unset stays null
+    assert red["mqtt"]["tls"]["ca"] == "QUJD"  # not a secret
+    cfg["mqtt"]["tls"] = None  # a path that ends early is no error
+    assert configmod.redact(cfg)["mqtt"]["tls"] is None

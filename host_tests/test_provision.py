@@ -171,6 +171,23 @@ def test_flash_command_lines(built):
     assert lines[-1] == "mpremote connect /dev/ttyUSB0 reset"
 
 
+def test_flash_with_romfs_installs_the_image_and_no_code_files(built):
+    _, out, _ = built
+    b = str(out / "pdg-0001")
+    image = str(out / provision.ROMFS_FILE)
+    mp = ["mpremote", "connect", "/dev/ttyUSB0"]
+    assert provision.flash_commands(b, "/dev/ttyUSB0", romfs=image) == [
+        (mp + ["fs", "rm", "-r", ":drivers", ":firmware", ":umqtt"], os.path.abspath(b)),  # would shadow /rom
+        (mp + ["romfs", "deploy", os.path.abspath(image)], None),
+        (mp + ["fs", "cp", "config.json", "manifest.json", ":"], os.path.abspath(b)),
+        (mp + ["fs", "cp", "boot.py", "main.py", ":"], os.path.abspath(b)),
+        (mp + ["reset"], None),
+    ]
+    buf = io.StringIO()
+    assert provision.main(["flash", b, "--port", "/dev/ttyUSB0", "--dry-run", "--romfs", image], out=buf) == 0
+    assert "mpremote connect /dev/ttyUSB0 romfs deploy %s" % os.path.abspath(image) in buf.getvalue()
+
+
 def test_unpinned_umqtt_is_refused(tmp_path):
     fake = tmp_path / "root"
     (fake / "lib" / "umqtt").mkdir(parents=True)

@@ -3,8 +3,8 @@
 
 from mini import raises
 
-from firmware.schema import (NAME_CHARS, Bool, Dict, Enum, Float, Int, Invalid, List, Map, Nullable, OneOf, Str,
-                             depth_ok)
+from firmware.schema import (NAME_CHARS, Bool, Dict, Enum, Float, Int, Invalid, Lazy, List, Map, Nullable, OneOf, Str,
+                             built, depth_ok)
 
 LAMP = Dict({
     "on_lux": Int(0, 1000, 20),
@@ -87,3 +87,31 @@ def test_depth_limit():
 def test_huge_integer_for_a_float_field_is_invalid_not_a_crash():
     e = raises(Invalid, Float(0.0, 1.0).check, 10 ** 400, "x")
     assert e.path == "x"
+
+
+def test_lazy_schema_is_built_for_each_check_and_checks_like_the_schema():
+    builds = []
+
+    def build():
+        builds.append(1)
+        return Dict({"on_lux": Int(0, 1000, 20), "off_lux": Int(0, 1000, 50)}, check=_order)
+
+    section = Lazy(build)
+    assert len(builds) == 1  # once, to learn whether it has a default
+    assert section.has_default() and section.json_type == "object"
+    doc = Dict({"lamp": section})
+    assert doc.check({}) == {"lamp": {"on_lux": 20, "off_lux": 50}}
+    assert doc.check({"lamp": {"on_lux": 5}}) == {"lamp": {"on_lux": 5, "off_lux": 50}}
+    assert str(raises(Invalid, doc.check, {"lamp": {"on_lux": 60}})) == "lamp.on_lux: must be < off_lux"
+    assert str(raises(Invalid, doc.check, {"lamp": {"colour": 1}})) == "lamp.colour: unknown field"
+    n = len(builds)
+    section.check({})
+    assert len(builds) == n + 1  # nothing kept between checks: the GC takes each built schema back
+    assert section.to_json_schema() == build().to_json_schema()
+    assert isinstance(built(section), Dict) and built(LAMP) is LAMP
+
+
+def test_lazy_without_default_is_required():
+    doc = Dict({"need": Lazy(lambda: Int(0, 9))})
+    assert str(raises(Invalid, doc.check, {})) == "need: is required"
+    assert doc.check({"need": 3}) == {"need": 3}

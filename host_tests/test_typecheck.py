@@ -1,4 +1,5 @@
-"""mypy on the drivers against the MicroPython ESP32 stubs: catches a wrong machine/network/esp32 call on the host.
+"""mypy on the drivers, boot.py and main.py against the MicroPython ESP32 stubs: catches a wrong machine/network/esp32
+call on the host.
 
 Needs `mypy` and `micropython-esp32-esp32-generic-stubs` (1.29) in the venv; skips with the reason when absent.
 """
@@ -13,8 +14,9 @@ import pytest
 from conftest import ROOT
 
 STUBS_DIST = "micropython_esp32_esp32_generic_stubs-*.dist-info"
-FILES = ["drivers/esp32.py", "drivers/hw_schema.py", "drivers/ina219.py", "drivers/ina226.py", "drivers/bh1750.py",
-         "drivers/veml7700.py", "drivers/acs712.py", "drivers/ldr.py"]
+# boot.py and main.py are the ESP32's entry points: they are checked with the same stubs as the drivers.
+FILES = ["boot.py", "main.py", "drivers/esp32.py", "drivers/hw_schema.py", "drivers/ina219.py", "drivers/ina226.py",
+         "drivers/bh1750.py", "drivers/veml7700.py", "drivers/acs712.py", "drivers/ldr.py"]
 
 
 def _site_with_stubs():

@@ -3,6 +3,7 @@
     python tools/provision.py build --inventory nodes.csv [--base fleet-base.json] --out build/bundles
     python tools/provision.py verify build/bundles/pdg-0001 [...]          (the dry run: no hardware needed)
     python tools/provision.py flash build/bundles/pdg-0001 --port /dev/ttyUSB0 [--image esp32.bin] [--dry-run]
+                                   [--romfs build/bundles/code.romfs]
 
 A bundle is what goes onto one lamp post's flash, laid out as the device sees it:
   boot.py, main.py            source: MicroPython runs these two as .py
@@ -504,12 +505,14 @@ def verify_bundle(bundle, flash_budget=None):
 IMAGE_OFFSET = {"esp32": "0x1000", "esp32s2": "0x1000", "esp32s3": "0x0", "esp32c3": "0x0", "esp32c6": "0x0"}
 
 
-def flash_commands(bundle, port, image=None, chip="esp32", baud=460800, wipe=False):
+def flash_commands(bundle, port, image=None, chip="esp32", baud=460800, wipe=False, romfs=None):
     """[(argv, cwd)] that install a bundle: optional MicroPython image (esptool), then files (mpremote).
 
     boot.py and main.py are copied last, so a copy interrupted half-way leaves a board that does not start
     half-new code. `wipe` removes the old code folders first: a stale .py on the device would shadow the new .mpy
-    (MicroPython imports X.py before X.mpy). State and config.good.json are never touched."""
+    (MicroPython imports X.py before X.mpy). State and config.good.json are never touched.
+    `romfs` (the code.romfs that `build` wrote; the firmware must have a romfs partition) installs the code as that
+    image instead of as files: the code folders are then removed from the filesystem, or they would shadow /rom."""
     if chip not in IMAGE_OFFSET:
         raise ValueError("chip must be one of %s" % ", ".join(sorted(IMAGE_OFFSET)))
     bundle = os.path.abspath(bundle)
@@ -523,10 +526,14 @@ def flash_commands(bundle, port, image=None, chip="esp32", baud=460800, wipe=Fal
     with open(os.path.join(bundle, MANIFEST)) as f:
         files = json.load(f)["files"]
     tops = sorted(set(rel.split("/")[0] for rel in files if "/" in rel))
-    if wipe and not image:  # after erase_flash there is nothing to remove
+    if (wipe or romfs) and not image:  # after erase_flash there is nothing to remove
         cmds.append((mp + ["fs", "rm", "-r"] + [":" + t for t in tops], bundle))
     data = sorted(rel for rel in files if "/" not in rel and rel not in SOURCE_FILES)
-    cmds.append((mp + ["fs", "cp", "-r"] + tops + data + [MANIFEST, ":"], bundle))
+    if romfs:
+        cmds.append((mp + ["romfs", "deploy", os.path.abspath(romfs)], None))
+        cmds.append((mp + ["fs", "cp"] + data + [MANIFEST, ":"], bundle))
+    else:
+        cmds.append((mp + ["fs", "cp", "-r"] + tops + data + [MANIFEST, ":"], bundle))
     cmds.append((mp + ["fs", "cp"] + list(SOURCE_FILES) + [":"], bundle))
     cmds.append((mp + ["reset"], None))
     return cmds
@@ -575,6 +582,8 @@ def main(argv=None, out=None):
     p.add_argument("--chip", default="esp32", choices=sorted(IMAGE_OFFSET))
     p.add_argument("--baud", type=int, default=460800)
     p.add_argument("--wipe", action="store_true", help="remove old code folders first")
+    p.add_argument("--romfs", help="install the code as this ROMFS image (code.romfs from build; needs firmware "
+                                   "with a romfs partition) instead of as files")
     p.add_argument("--dry-run", action="store_true", help="verify and print the commands; touch no hardware")
     try:
         args = ap.parse_args(argv)
@@ -605,7 +614,7 @@ def main(argv=None, out=None):
         _report(args.bundle, problems, out)
         if problems:
             return 1
-        cmds = flash_commands(args.bundle, args.port, args.image, args.chip, args.baud, args.wipe)
+        cmds = flash_commands(args.bundle, args.port, args.image, args.chip, args.baud, args.wipe, args.romfs)
         for argv_, cwd in cmds:
             out.write(shell_line(argv_, cwd) + "\n")
             if not args.dry_run:
