@@ -169,8 +169,7 @@ def redact(cfg):
     """The config as it may be reported: secrets replaced by "***" (or left null when unset). Read-only.
 
     Only the dicts on a secret's path are copied; everything else is shared with `cfg` (the caller only serialises
-    the result). A full copy — the JSON round trip this replaced — made the `get config` reply the node's largest
-    allocation peak."""
+    the result): a full copy would hold the config twice while the `get config` reply is built."""
     out = dict(cfg)
     for keys in SECRET_PATHS:
         d = out
@@ -179,7 +178,9 @@ def redact(cfg):
             if not isinstance(sub, dict):
                 d = None
                 break
-            d[k] = d = dict(sub)
+            sub = dict(sub)
+            d[k] = sub
+            d = sub
         if d is not None and d.get(keys[-1]) is not None:
             d[keys[-1]] = "***"
     return out

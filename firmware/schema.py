@@ -320,17 +320,18 @@ class OneOf(Field):
 class Lazy(Field):
     """A schema that exists only while it checks a document: `build()` makes it, the check uses it, the GC frees it.
 
-    Schema objects are, after the code itself, what costs the node most RAM: about 120 bytes per field on the 64-bit
-    unix port, a few hundred fields in all. They are needed only when a config or a command arrives, so every
-    section and every command is declared as `Lazy(build)`: the node holds one small object per schema instead of
-    the whole tree, and a config is checked one section at a time (only that section's fields exist at once).
+    Schema objects cost RAM for as long as they exist: about 120 bytes per field on the 64-bit unix port, and the
+    node's schemas, built once at import, held about 40 KB there. They are needed only when a config or a command
+    arrives, so every section and every command is declared as `Lazy(build)`: the node holds one small object per
+    schema instead of the whole tree, and a config is checked one section at a time (only that section's fields
+    exist at once).
     `build` must return an equal schema on every call. Built once here to learn whether it has a default.
     """
 
     def __init__(self, build):
-        built = build()
-        Field.__init__(self, built.default)
-        self.json_type = built.json_type
+        schema = build()
+        Field.__init__(self, schema.default)
+        self.json_type = schema.json_type
         self.build = build
 
     def make_default(self):
