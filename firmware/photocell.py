@@ -14,6 +14,11 @@ its last opinion through an outage so a flaky sensor cannot bypass the debounce;
 
 Time jumps (now going backwards, or more than MAX_GAP_S between updates: a clock set by NTP, a long stall) restart a
 pending debounce from the new now instead of finishing or stretching it on a false interval.
+
+Sampling: only the first reading of each second (of `now`) is used; later ones in the same second are ignored. The
+filter counts samples (the median of `window`, the EMA, `fail_count`), so without this its reach in time would shrink
+with `system.control_ms`: at 100 ms the median would span half a second, and the same dusk with the same cars
+switched 7 s later than at 1 s. At one sample a second it behaves alike at every control period of 1 s or less.
 """
 
 from firmware.compat import const, is_finite
@@ -43,7 +48,7 @@ def _schema():
             "debounce_s": Int(0, 3600, default=120, doc="a change must hold this long"),
             "break_s": Int(0, 600, default=20,
                            doc="a shorter interruption (a passing car) does not restart debounce_s"),
-            "window": Int(1, 9, default=5, doc="median over the last N valid samples"),
+            "window": Int(1, 9, default=5, doc="median over the last N valid samples (at most one a second)"),
             "alpha": Float(0.0, 1.0, default=0.3, doc="EMA weight of the newest median, 0 < alpha <= 1"),
             "min_lux": Float(-10.0, 1000.0, default=0.0, doc="readings below are implausible"),
             "max_lux": Float(1.0, 1000000.0, default=200000.0, doc="readings above are implausible (sun ≈ 120 klx)"),
@@ -116,8 +121,11 @@ class Photocell:
     # function needs more than ~11 locals + stack slots, and update() runs on every sample.
 
     def update(self, lux, now):
-        """Feed one reading (lux float or None on sensor error) taken at t2k `now`."""
+        """Feed one reading (lux float or None on sensor error) taken at t2k `now`. Only the first reading of each
+        second counts (see the module notes)."""
         last = self._last
+        if now == last:
+            return
         self._last = now
         if last is not None and (now < last or now - last > MAX_GAP_S) and self._since is not None:
             self._since = now  # a time jump: restart the pending debounce from the new now

@@ -178,3 +178,40 @@ def test_time_jumps_restart_the_debounce():
     assert f == [] and pc.dark is False
     t, f = feed(pc, [2.0] * 8, t, 10)
     assert len(f) == 1 and pc.dark is True
+
+
+def test_decisions_do_not_depend_on_how_often_the_photocell_is_fed():
+    # The same dusk (lux falling 3 % a second, a car's 3000 lux for 4 s every 40 s) fed once a second and ten times
+    # a second (system.control_ms 100: ten readings share each second of t2k). Only a second's first reading enters
+    # the filter, so the median window, the EMA and the fail count span the same seconds, and the lamp switches at
+    # the same moment.
+    def street(k):
+        return 3000.0 if k % 40 < 4 else 400.0 * 0.97 ** k
+
+    slow = photocell.Photocell(cfg())
+    fast = photocell.Photocell(cfg())
+    slow_flips, fast_flips = [], []
+    for k in range(400):
+        t = T0 + k
+        before = slow.dark
+        slow.update(street(k), t)
+        if slow.dark != before:
+            slow_flips.append(t)
+        before = fast.dark
+        for _ in range(10):
+            fast.update(street(k), t)
+        if fast.dark != before:
+            fast_flips.append(t)
+    assert len(slow_flips) == 2 and slow_flips[0] == T0  # the first reading decides (light), then dusk (dark)
+    assert fast_flips == slow_flips and fast.lux == slow.lux
+
+
+def test_bad_readings_count_once_a_second():
+    pc = photocell.Photocell(cfg(fail_count=3))
+    pc.update(2.0, T0)
+    for t in (T0 + 1, T0 + 2):
+        for _ in range(10):
+            pc.update(None, t)
+    assert pc.healthy  # two bad seconds, not twenty bad readings
+    pc.update(None, T0 + 3)
+    assert not pc.healthy
