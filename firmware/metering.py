@@ -8,8 +8,22 @@ from firmware.schema import Dict, Float, Int, Invalid, Lazy
 # per-step increment (small) is ever a float; every running total is an int. 10^9 nWh < 2^30, so the remainder
 # stays a small int on 32-bit ports and never allocates.
 _NWH_PER_WH = const(1000000000)
-_SNAPSHOT_VERSION = const(1)
+_SNAPSHOT_VERSION = const(2)  # 2 added the estimated energy; a version 1 snapshot is still read
 _BIG = const(0x3FFFFFFF)  # largest small int on a 32-bit port: a counter beyond it is not plausible data
+
+
+def _accumulate(total, e):
+    """Adds `e` Wh (a small float) to `total` = [whole Wh, nWh] in place: the totals stay ints."""
+    whole = int(e)
+    total[0] += whole
+    total[1] += int((e - whole) * _NWH_PER_WH + 0.5)
+    if total[1] >= _NWH_PER_WH:
+        total[1] -= _NWH_PER_WH
+        total[0] += 1
+
+
+def _wh(total):
+    return total[0] + total[1] / _NWH_PER_WH
 
 
 def _schema():
@@ -30,9 +44,11 @@ SCHEMA = Lazy(_schema)
 def _snapshot():
     return Dict(
         {
-            "v": Int(_SNAPSHOT_VERSION, _SNAPSHOT_VERSION),
+            "v": Int(1, _SNAPSHOT_VERSION),
             "wh": Int(0, _BIG),
             "nwh": Int(0, _NWH_PER_WH - 1),
+            "est_wh": Int(0, _BIG, 0),
+            "est_nwh": Int(0, _NWH_PER_WH - 1, 0),
             "burn_s": Int(0, _BIG),
             "switch_ons": Int(0, _BIG),
             "supply_losses": Int(0, _BIG),
@@ -49,13 +65,17 @@ class Meter:
     Power-up behaviour: the first update() after construction only establishes the reference (time, power, lamp
     state); it integrates nothing and counts no switch-on edge (the lamp state before boot is unknown — a restart
     is counted by note_supply_loss() instead). Counters restored from `saved` carry on from there.
+
+    A dead or lying meter does not stop the energy count: an interval without a reading at both ends is counted at
+    the power the lamp model expected over it (`expected_w`, given by the caller), and that part is also totalled
+    on its own (`energy_estimated_wh`), so an energy report can say how much of a total was measured.
     `restore_error` is None, or the text of why `saved` was refused (counters then start from zero).
     """
 
     def __init__(self, cfg=None, saved=None):
         self.cfg = SCHEMA.check(cfg if cfg is not None else {}, "metering")
-        self._wh = 0
-        self._nwh = 0
+        self._energy = [0, 0]  # [whole Wh, nWh]: see _accumulate
+        self._estimated = [0, 0]  # the part of _energy counted from the lamp model, kept the same way
         self._burn_s = 0
         self._switch_ons = 0
         self._supply_losses = 0
@@ -67,13 +87,14 @@ class Meter:
             except Invalid as e:
                 self.restore_error = str(e)
             else:
-                self._wh = s["wh"]
-                self._nwh = s["nwh"]
+                self._energy = [s["wh"], s["nwh"]]
+                self._estimated = [s["est_wh"], s["est_nwh"]]
                 self._burn_s = s["burn_s"]
                 self._switch_ons = s["switch_ons"]
                 self._supply_losses = s["supply_losses"]
         self._t = None  # time of the previous update
         self._w = None  # power at the previous update, None when unknown (boot, error, discontinuity)
+        self._expected_w = None  # the lamp model's power at the previous update, None when not given
         self._on = None  # lamp state at the previous update, None = unknown
         self._saved_at = None
         self._dirty = False
@@ -94,8 +115,9 @@ class Meter:
         # A metering chip reads a few tenths of a watt either side of zero with the lamp off: never subtract.
         return w if w > 0.0 else 0.0
 
-    def update(self, now, reading, lamp_on):
-        """One control step. now: t2k seconds; reading: (V, A, W, PF) or None; lamp_on: relay/lamp commanded on."""
+    def update(self, now, reading, lamp_on, expected_w=None):
+        """One control step. now: t2k seconds; reading: (V, A, W, PF) or None; lamp_on: relay/lamp commanded on;
+        expected_w: what the lamp should draw from now until the next step, used where the meter cannot say."""
         on = bool(lamp_on)
         t0 = self._t
         self._t = now
@@ -113,20 +135,25 @@ class Meter:
         w = self._valid_watts(reading)
         if w is None:
             self.errors += 1
-            self._w = None
-            return
-        if dt and self._w is not None:
-            # Trapezoid between the two samples: exact for ramps, half a step of error at a step change.
-            self._add_wh((self._w + w) * dt / 7200.0)
+        if dt:
+            self._integrate(w, dt)
         self._w = w
+        self._expected_w = expected_w
 
-    def _add_wh(self, e):
-        whole = int(e)
-        self._wh += whole
-        self._nwh += int((e - whole) * _NWH_PER_WH + 0.5)
-        if self._nwh >= _NWH_PER_WH:
-            self._nwh -= _NWH_PER_WH
-            self._wh += 1
+    # A separate method, like the small ones in photocell.py: MicroPython puts the frame of a function with many
+    # locals on the heap, and update() runs on every control step.
+    def _integrate(self, w, dt):
+        """Energy over the dt seconds since the previous step, whose power and expectation are still in self."""
+        if w is not None and self._w is not None:
+            # Trapezoid between the two samples: exact for ramps, half a step of error at a step change.
+            _accumulate(self._energy, (self._w + w) * dt / 7200.0)
+        elif self._expected_w is not None:
+            # The lamp state decided at the previous step held over the interval, like the burn time above.
+            e = self._expected_w * dt / 3600.0
+            _accumulate(self._energy, e)
+            _accumulate(self._estimated, e)
+        else:
+            return
         self._dirty = True
 
     def note_supply_loss(self):
@@ -135,11 +162,12 @@ class Meter:
         self._dirty = True
 
     def energy_wh(self):
-        return self._wh + self._nwh / _NWH_PER_WH
+        return _wh(self._energy)
 
     def counters(self):
         return {
             "energy_wh": round(self.energy_wh(), 1),
+            "energy_estimated_wh": round(_wh(self._estimated), 1),
             "burn_h": round(self._burn_s / 3600.0, 2),
             "switch_ons": self._switch_ons,
             "supply_losses": self._supply_losses,
@@ -149,8 +177,10 @@ class Meter:
         """JSON-able state for flash; the constructor takes it back as `saved`."""
         return {
             "v": _SNAPSHOT_VERSION,
-            "wh": self._wh,
-            "nwh": self._nwh,
+            "wh": self._energy[0],
+            "nwh": self._energy[1],
+            "est_wh": self._estimated[0],
+            "est_nwh": self._estimated[1],
             "burn_s": self._burn_s,
             "switch_ons": self._switch_ons,
             "supply_losses": self._supply_losses,

@@ -270,7 +270,8 @@ class Node:
         self._drive(now_ms)
         self.reading = b.meter.read()
         lit = self._driven_relay  # what the board drives now (identify blinks it), not what the program asked
-        self.meter.update(now, self.reading, lit)
+        # The lamp model's power stands in for the meter where it has no reading (counted apart as estimated).
+        self.meter.update(now, self.reading, lit, self.lamp.expected_w() if lit else 0.0)
         if self._identify_until is None:
             # While identify blinks the lamp nothing electrical can be judged: the checks hold until it ends.
             elev = astro.sun_elevation(now, self.cfg["site"]["lat"], self.cfg["site"]["lon"]) if tv else None

@@ -185,11 +185,11 @@ def test_meter_under_float32_arithmetic_one_second_steps():
     day = 86400
     for t in range(day + 1):
         m.update(t, r, True)
-    d1 = (m._wh, m._nwh)
+    d1 = (m._energy[0], m._energy[1])
     for t in range(day + 1, 2 * day + 1):
         m.update(t, r, True)
-    d2 = (m._wh - d1[0], m._nwh - d1[1])
-    assert isinstance(m._wh, int) and isinstance(m._nwh, int)
+    d2 = (m._energy[0] - d1[0], m._energy[1] - d1[1])
+    assert isinstance(m._energy[0], int) and isinstance(m._energy[1], int)
     day_wh = d1[0] + d1[1] / 1e9
     assert abs(day_wh - 1440.0) < 1440.0 * 1e-5, day_wh
     # Totals are ints, so every later day adds exactly the same as the second one: a year of 1 s updates is

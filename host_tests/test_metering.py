@@ -49,7 +49,7 @@ def test_year_of_one_second_updates_at_60w():
     assert abs(c["energy_wh"] - want) <= want * 0.001, c
     assert approx(c["energy_wh"], want, 0.05)  # in fact far better than 0.1 %
     assert c["burn_h"] == 24 * days
-    assert isinstance(m._wh, int) and isinstance(m._nwh, int) and 0 <= m._nwh < 1000000000
+    assert isinstance(m._energy[0], int) and isinstance(m._energy[1], int) and 0 <= m._energy[1] < 1000000000
 
 
 def test_night_with_dimming_and_noise_within_1_percent():
@@ -99,6 +99,44 @@ def test_sensor_error_is_counted_and_not_integrated():
     for bad in ((220.0, 1.0, float("nan"), 1.0), (220.0, 1.0, 1e9, 1.0), (220.0, 1.0, -50.0, 1.0), "junk", (1, 2)):
         m.update(302, bad, True)
     assert m.errors == 105 and m.energy_wh() == before
+
+
+def test_a_dead_meter_is_stood_in_for_by_the_lamp_model_and_counted_apart():
+    # An hour at 60 W measured; then the meter dies for an hour of the lamp dimmed to 50 % (the model says 30 W),
+    # then comes back. The gap is counted at the model's power and reported as the estimated part.
+    m = Meter()
+    for t in range(0, 3601):
+        m.update(t, r60(), True, 60.0)
+    measured = m.energy_wh()
+    for t in range(3601, 7201):
+        m.update(t, None, True, 30.0)
+    for t in range(7201, 10801):
+        m.update(t, r60(), True, 60.0)
+    c = m.counters()
+    assert approx(measured, 60.0, 1e-5)  # each step rounds to the nWh: at most 0.5 nWh x 3600 steps
+    # Every second of the gap counts once, at the power the model gave for it (the step into the gap at 60 W, the
+    # rest at 30 W, the step back to a measured reading at 30 W); counters are rounded to 0.1 Wh.
+    est_exact = (60.0 + 30.0 * 3600) / 3600.0
+    assert approx(m._estimated[0] + m._estimated[1] / 1e9, est_exact, 1e-5)
+    assert approx(m.energy_wh(), 60.0 + est_exact + 60.0 * 3599 / 3600.0, 2e-5)
+    assert c["energy_estimated_wh"] == 30.0 and c["energy_wh"] == 150.0
+    assert m.errors == 3600
+    # Without a model (the caller gives none) the gap counts nothing, as before; the lamp off is 0 W, not unknown.
+    m2 = Meter()
+    for t in range(0, 100):
+        m2.update(t, None, True)
+    m3 = Meter()
+    for t in range(0, 100):
+        m3.update(t, None, False, 0.0)
+    assert m2.energy_wh() == 0.0 and m3.energy_wh() == 0.0 and m3.errors == 100
+
+
+def test_a_version_1_snapshot_is_still_read():
+    old = {"v": 1, "wh": 12, "nwh": 5, "burn_s": 7, "switch_ons": 2, "supply_losses": 1}
+    m = Meter(None, old)
+    assert m.restore_error is None
+    assert m.counters()["energy_wh"] == 12.0 and m.counters()["energy_estimated_wh"] == 0.0
+    assert m.snapshot()["v"] == 2 and m.snapshot()["est_wh"] == 0
 
 
 def test_small_negative_watts_count_as_zero():
@@ -175,7 +213,8 @@ def test_corrupt_snapshot_is_refused_and_counters_start_at_zero():
     for bad in cases:
         m = Meter(None, bad)
         assert m.restore_error, bad
-        assert m.counters() == {"energy_wh": 0.0, "burn_h": 0.0, "switch_ons": 0, "supply_losses": 0}
+        assert m.counters() == {"energy_wh": 0.0, "energy_estimated_wh": 0.0, "burn_h": 0.0, "switch_ons": 0,
+                                "supply_losses": 0}
     m = Meter(None, dict(good, wh=-1))
     assert "metering.saved.wh" in m.restore_error
     assert Meter(None, good).counters()["energy_wh"] == 5.0

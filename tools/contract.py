@@ -305,8 +305,10 @@ EVENT_COUNTERS = _out({
     "dropped": Int(0, U31, doc="events lost because the offline queue was full"),
 })
 FLASH_COUNTERS = _out({"state_writes_today": Int(0, U31), "store_writes": Int(0, U31)})
-COUNTERS = _out({"energy_wh": ENERGY_WH, "burn_h": BURN_H, "switch_ons": Int(0, U31),
-                 "supply_losses": Int(0, U31)})
+COUNTERS = _out({"energy_wh": ENERGY_WH,
+                 "energy_estimated_wh": Float(0, 1e9, doc="the part of energy_wh counted from the lamp model "
+                                                          "while the meter had no reading"),
+                 "burn_h": BURN_H, "switch_ons": Int(0, U31), "supply_losses": Int(0, U31)})
 LOG_LINE = Pattern(200, "^[0-9]+ ", doc="\"<seconds since 2000-01-01 UTC> <text>\"")
 
 REPLIES = {

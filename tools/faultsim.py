@@ -170,7 +170,7 @@ class FaultSim:
         b.lamp.set_output(duty)
         reading = b.meter.read()
         lit = lamp.relay
-        self.meter.update(now, reading, lit)
+        self.meter.update(now, reading, lit, lamp.expected_w() if lit else 0.0)  # as firmware/node.py does
         elev = astro.sun_elevation(now, self.site["lat"], self.site["lon"]) if tv else None
         on_s = ticks_diff(now_ms, self._lit_since) // 1000 if lit and self._lit_since is not None else None
         inp = {"level": lamp.level, "relay": lit, "on_s": on_s, "reading": reading, "lux": lux, "sun": elev}
