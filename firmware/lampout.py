@@ -44,8 +44,15 @@ def log_duty(level):
     return 10.0 ** (0.03 * (level - 100.0))
 
 
+_CARRIED = ("target", "relay", "level", "_from", "_t0", "_fading", "_off_ms", "_on_ms")
+
+
 class LampOutput:
-    def __init__(self, cfg):
+    """`previous`: the LampOutput this one replaces after a live config change. What it drives now (level, relay,
+    a fade in progress, the re-strike and warm-up clocks) carries over, so pushing a lamp setting to a lit street
+    does not blink it off and fade it back in."""
+
+    def __init__(self, cfg, previous=None):
         self.min_level = cfg["min_level"]
         self.fade_ms = cfg["fade_ms"]
         self.restrike_ms = cfg["restrike_s"] * 1000
@@ -61,6 +68,9 @@ class LampOutput:
         self._fading = False
         self._off_ms = None  # ticks when the relay last opened (re-strike lockout), None: no lockout
         self._on_ms = None  # ticks when the relay last closed (warm-up)
+        if previous is not None:
+            for name in _CARRIED:
+                setattr(self, name, getattr(previous, name))
 
     def _floor(self):
         # Lowest lit level: where a fade from off starts and a fade to off ends.

@@ -582,7 +582,7 @@ class Node:
         if all(k in live for k in patch):
             self.cfg = new
             self._apply_control_config(safe_config(new) if self.safe_mode else new)
-            self.lamp = LampOutput(new["lamp"]) if "lamp" in patch else self.lamp
+            self.lamp = LampOutput(new["lamp"], self.lamp) if "lamp" in patch else self.lamp
             if "faults" in patch or "lamp" in patch:  # new thresholds; active faults carried over
                 self.faults = FaultMonitor(new["faults"], new["lamp"], self.faults.snapshot())
             if "metering" in patch:

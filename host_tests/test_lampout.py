@@ -161,3 +161,32 @@ def test_pwm_invert():
     lo.set_target(70, 1)
     duty, relay = lo.step(1)
     assert relay and approx(duty, 0.3, 1e-9)
+
+
+def test_a_live_config_change_keeps_the_lamp_lit():
+    # A lamp at 80 %, then the engineer pushes a slower fade and a log curve: the new output carries on from what
+    # is driven, with no dip to off and no fade back in; the next level change uses the new settings.
+    old = lamp(fade_ms=1000)
+    old.set_target(80, 0)
+    old.step(5000)
+    assert old.level == 80.0 and old.relay
+    new = lampout.LampOutput(lampout.SCHEMA.check({"fade_ms": 4000, "curve": "log"}, "lamp"), old)
+    assert new.step(5000) == (lampout.log_duty(80.0), True)
+    new.set_target(80, 6000)  # the program asks for the same level: nothing moves
+    assert new.level == 80.0 and not new.fading()
+    new.set_target(40, 7000)
+    new.step(9000)  # half-way through the new 4 s fade
+    assert approx(new.level, 60.0, 1e-6)
+    # Without the previous output it would start dark (the power-up behaviour).
+    assert lamp(fade_ms=4000).step(5000) == (0.0, False)
+
+
+def test_a_live_config_change_keeps_the_restrike_lockout():
+    old = lamp(restrike_s=300, fade_ms=0)
+    old.set_target(100, 0)
+    old.step(0)
+    old.set_target(0, 1000)
+    old.step(1000)
+    new = lampout.LampOutput(lampout.SCHEMA.check({"restrike_s": 300, "fade_ms": 0, "nominal_w": 150.0}, "lamp"), old)
+    new.set_target(100, 2000)
+    assert new.step(2000) == (0.0, False) and new.restrike_wait_ms(2000) == 299000  # the hot lamp still waits
