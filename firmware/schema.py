@@ -139,10 +139,11 @@ class Str(Field):
             raise Invalid(path, "must be a string")
         if len(value) > self.maxlen or len(value) < self.minlen:
             raise Invalid(path, "length must be %d..%d" % (self.minlen, self.maxlen))
-        if self.charset is not None:
-            for c in value:
-                if c not in self.charset:
-                    raise Invalid(path, "character %r not allowed" % c)
+        # Checked without iterating: MicroPython interns every character a str iterator yields, and interned strings
+        # are never freed, so refused input with ever new characters would fill the heap one command at a time.
+        # strip() leaves something exactly when a character is outside the set; lstrip() finds the first one.
+        if self.charset is not None and value.strip(self.charset):
+            raise Invalid(path, "character %r not allowed" % value.lstrip(self.charset)[:1])
         return value
 
     def to_json_schema(self):

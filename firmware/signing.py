@@ -71,12 +71,9 @@ def key_bytes(key):
     """Config key text → bytes, or None when it is not a usable key (too short, not text)."""
     if not isinstance(key, str):
         return None
-    if len(key) >= 32 and len(key) % 2 == 0:
-        for c in key:
-            if c not in _HEX:
-                break
-        else:
-            return binascii.unhexlify(key)
+    # strip(), not a loop over the characters: MicroPython interns every character a str iterator yields.
+    if len(key) >= 32 and len(key) % 2 == 0 and not key.strip(_HEX):
+        return binascii.unhexlify(key)
     if len(key) >= 16:
         return key.encode("utf-8")
     return None
