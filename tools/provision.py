@@ -332,15 +332,22 @@ def strip_docs(source):
 
 
 def compile_source(src, srcname, dest):
-    """mpy-cross -march=xtensawin of `src` (docs stripped) into `dest`; returns the .mpy bytes."""
+    """compile_text of the file `src` for the ESP32."""
     with open(src, encoding="utf-8") as f:
-        text = strip_docs(f.read())
+        return compile_text(f.read(), srcname, dest)
+
+
+def compile_text(text, srcname, dest, march=ARCH):
+    """mpy-cross of the source `text` (docs stripped) into `dest` for `march` (None: portable bytecode);
+    `srcname` is the name tracebacks show. Returns the .mpy bytes."""
     stripped = dest + ".py"
     with open(stripped, "w", encoding="utf-8") as f:
-        f.write(text)
+        f.write(strip_docs(text))
+    args = [mpy_cross(), "-s", srcname, "-o", dest, stripped]
+    if march:
+        args.insert(1, "-march=" + march)
     try:
-        p = subprocess.run([mpy_cross(), "-march=" + ARCH, "-s", srcname, "-o", dest, stripped],
-                           capture_output=True, text=True)
+        p = subprocess.run(args, capture_output=True, text=True)
     finally:
         os.remove(stripped)
     if p.returncode != 0:
