@@ -37,6 +37,8 @@ _T2K_UNIX = const(946684800)  # Unix seconds at 2000-01-01 (ts is Unix time; the
 REPLAY_IDS = const(64)
 _CHUNK = const(128)  # canonical text is hashed in pieces of about this many characters
 _HEX = "0123456789abcdefABCDEF"
+# Printable ASCII but '"' and '\\': what canonical strings carry unescaped.
+_PLAIN = " !#$%&'()*+,-./0123456789:;<=>?@ABCDEFGHIJKLMNOPQRSTUVWXYZ[]^_`abcdefghijklmnopqrstuvwxyz{|}~"
 
 
 def hmac_sha256(key, msg):
@@ -107,28 +109,61 @@ class _Writer:
 
 
 def _string(s, w):
+    # Walks the UTF-8 bytes, not the characters: MicroPython interns every character taken out of a str (s[i] or
+    # an iterator), for good, and the strings here come from whoever published the command (SECURITY.md).
     w.write('"')
+    if not s.strip(_PLAIN):  # the usual case: nothing to escape, nothing to copy
+        w.write(s)
+        w.write('"')
+        return
+    b = s.encode("utf-8", "surrogatepass")  # CPython: a lone surrogate (from a JSON escape) is still escaped as one
     start = 0
     i = 0
-    n = len(s)
+    n = len(b)
     while i < n:
-        c = s[i]
-        o = ord(c)
-        if o < 0x20 or o > 0x7E or c == '"' or c == "\\":
-            if start < i:
-                w.write(s[start:i])
-            if c == '"' or c == "\\":
-                w.write("\\" + c)
-            elif o > 0xFFFF:  # outside the BMP: a UTF-16 surrogate pair, as JSON spells it
-                o -= 0x10000
-                w.write("\\u%04x\\u%04x" % (0xD800 + (o >> 10), 0xDC00 + (o & 0x3FF)))
-            else:
-                w.write("\\u%04x" % o)
-            start = i + 1
-        i += 1
+        o = b[i]
+        if 0x20 <= o <= 0x7E and o != 0x22 and o != 0x5C:
+            i += 1
+            continue
+        if start < i:
+            w.write(b[start:i].decode())
+        if o == 0x22:
+            w.write('\\"')
+            i += 1
+        elif o == 0x5C:
+            w.write("\\\\")
+            i += 1
+        else:
+            i = _escape(b, i, w)
+        start = i
     if start < n:
-        w.write(s[start:] if start else s)
+        w.write(b[start:].decode() if start else s)
     w.write('"')
+
+
+def _escape(b, i, w):
+    """Writes the character whose UTF-8 bytes start at b[i] as \\uXXXX (a surrogate pair above 0xFFFF, as JSON
+    spells it); returns the index after it. The str came from decoding valid UTF-8, so the sequence is whole."""
+    o = b[i]
+    if o < 0x80:
+        k = 1
+    elif o >= 0xF0:
+        k = 4
+        o &= 0x07
+    elif o >= 0xE0:
+        k = 3
+        o &= 0x0F
+    else:
+        k = 2
+        o &= 0x1F
+    for j in range(i + 1, i + k):
+        o = (o << 6) | (b[j] & 0x3F)
+    if o > 0xFFFF:
+        o -= 0x10000
+        w.write("\\u%04x\\u%04x" % (0xD800 + (o >> 10), 0xDC00 + (o & 0x3FF)))
+    else:
+        w.write("\\u%04x" % o)
+    return i + k
 
 
 def _value(v, w):

@@ -1,6 +1,7 @@
 # runtimes: cpython micropython
 """Refused commands cost no lasting memory: thousands of hostile payloads, each with a character never seen before
-in the id, the command name, an unknown key or an enum value, go through Inbox.check; under MicroPython the live
+in the id, the command name, an unknown key, an enum value or a signed-looking command's text, go through
+Inbox.check; under MicroPython the live
 heap afterwards is where it was (MicroPython interns every character a str iterator yields, for good: SECURITY.md).
 On CPython only the refusals are checked; the heap part needs MicroPython's gc.mem_alloc."""
 
@@ -8,6 +9,7 @@ import gc
 import sys
 
 from firmware.commands import Inbox, Rejected
+from firmware.signing import Verifier
 
 MICROPYTHON = sys.implementation.name == "micropython"
 
@@ -48,6 +50,27 @@ def test_thousands_of_hostile_commands_leave_the_heap_as_it_was():
         error = refuse(inbox, payload)
         assert reason in error, (payload, error)
     assert inbox.rejected == 3008
+    if MICROPYTHON:
+        gc.collect()
+        grew = gc.mem_alloc() - before
+        assert grew < 2048, grew
+
+
+def test_hostile_signed_looking_commands_leave_the_heap_as_it_was():
+    # On a node that checks signatures, a command with a ts and a made-up sig is put into canonical form before the
+    # signature can be found wrong: its strings (here a config value, any text at all) must not pile up either.
+    inbox = Inbox(1024, Verifier("k" * 32, None, 300, "n1"))
+
+    def payload(i):
+        return (b'{"id": "c", "cmd": "config", "ts": 1700000000, "sig": "' + b"0" * 64 +
+                b'", "set": {"report": {"note": "x' + odd(i) + b'"}}}')
+
+    for i in range(8):
+        refuse(inbox, payload(i))
+    gc.collect()
+    before = gc.mem_alloc() if MICROPYTHON else 0
+    for i in range(8, 3008):
+        assert refuse(inbox, payload(i)) == "bad signature"
     if MICROPYTHON:
         gc.collect()
         grew = gc.mem_alloc() - before

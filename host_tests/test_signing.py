@@ -308,3 +308,39 @@ def test_large_command_streams_through_the_hash():
 
     gc.collect()  # the two 6 KB buffers below need contiguous heap; don't let earlier garbage decide the outcome
     assert len(canonical(d)) == len(signed_bytes(d, "x")) - 2
+
+
+def _escape_oracle(s):
+    """The canonical string form written the plain way, character by character (as the firmware once did)."""
+    out = ['"']
+    for c in s:
+        o = ord(c)
+        if c == '"' or c == "\\":
+            out.append("\\" + c)
+        elif o < 0x20 or o > 0x7E:
+            if o > 0xFFFF:
+                o -= 0x10000
+                out.append("\\u%04x\\u%04x" % (0xD800 + (o >> 10), 0xDC00 + (o & 0x3FF)))
+            else:
+                out.append("\\u%04x" % o)
+        else:
+            out.append(c)
+    out.append('"')
+    return "".join(out)
+
+
+def test_strings_in_canonical_form_match_the_character_by_character_rule():
+    # The firmware walks UTF-8 bytes (to intern nothing: SECURITY.md); the text must be what the plain
+    # per-character rule gives, for ASCII, controls, DEL, quotes, backslashes, 2-, 3- and 4-byte characters.
+    pool = [bytes([c]).decode() for c in range(0, 0x80)] + [
+        b.decode() for b in (b"\xc3\xa9", b"\xce\xa9", b"\xe1\x80\x80", b"\xef\xbf\xbd", b"\xf0\x9f\x98\x80",
+                              b"\xf4\x8f\xbf\xbf", b"\xc2\x80")]
+    seed = 12345
+    for _ in range(3000):
+        seed = (seed * 1103515245 + 12345) & 0x7FFFFFFF
+        n = seed % 13
+        s = ""
+        for _ in range(n):
+            seed = (seed * 1103515245 + 12345) & 0x7FFFFFFF
+            s += pool[seed % len(pool)]
+        assert canonical({"s": s}) == ('{"s":' + _escape_oracle(s) + "}").encode(), repr(s)
