@@ -47,20 +47,20 @@ _ASTRO_KINDS = {"sunset": K_SUNSET, "sunrise": K_SUNRISE, "civil_dusk": K_CDUSK,
 SUN_DEPRESSION = 0.833  # refraction + solar disc
 CIVIL_DEPRESSION = 6.0
 
-_DIGITS = "0123456789"
-
 
 # ---------------------------------------------------------------- parsing (shared by the schema and the Schedule)
 
 
-def _num(s, i, n):
-    # Parse n decimal digits at s[i:i+n], or -1. Done by hand: int() accepts " 7", "+7" and "٣", we must not.
+def _num(b, i, n):
+    # Parse n decimal digits at b[i:i+n] (UTF-8 bytes), or -1. Done by hand: int() accepts " 7", "+7" and "٣", we
+    # must not. Bytes, not the str: MicroPython interns every character taken out of a str (s[i]), for good, and
+    # these texts come from commands (SECURITY.md).
     v = 0
     for k in range(i, i + n):
-        c = s[k]
-        if c not in _DIGITS:
+        c = b[k]
+        if c < 0x30 or c > 0x39:
             return -1
-        v = v * 10 + ord(c) - 48
+        v = v * 10 + c - 0x30
     return v
 
 
@@ -76,10 +76,13 @@ def _month_days(y, m):
 
 def parse_hhmm(s):
     """'HH:MM' → minutes after midnight, or -1 when not a valid time."""
-    if not isinstance(s, str) or len(s) != 5 or s[2] != ":":
+    if not isinstance(s, str):
         return -1
-    h = _num(s, 0, 2)
-    m = _num(s, 3, 2)
+    b = s.encode()
+    if len(b) != 5 or b[2] != 0x3A:  # ":"
+        return -1
+    h = _num(b, 0, 2)
+    m = _num(b, 3, 2)
     if h < 0 or m < 0 or h > 23 or m > 59:
         return -1
     return h * 60 + m
@@ -89,16 +92,17 @@ def parse_date(s, yearly_ok):
     """'YYYY-MM-DD' → (y, m, d); 'MM-DD' (when yearly_ok) → (None, m, d); None when invalid."""
     if not isinstance(s, str):
         return None
-    if len(s) == 10 and s[4] == "-" and s[7] == "-":
-        y = _num(s, 0, 4)
-        m = _num(s, 5, 2)
-        d = _num(s, 8, 2)
+    b = s.encode()
+    if len(b) == 10 and b[4] == 0x2D and b[7] == 0x2D:  # "-"
+        y = _num(b, 0, 4)
+        m = _num(b, 5, 2)
+        d = _num(b, 8, 2)
         if y < 2000 or y > 2099:  # t2k dates: the firmware's epoch and 32-bit small-int range
             return None
-    elif yearly_ok and len(s) == 5 and s[2] == "-":
+    elif yearly_ok and len(b) == 5 and b[2] == 0x2D:
         y = None
-        m = _num(s, 0, 2)
-        d = _num(s, 3, 2)
+        m = _num(b, 0, 2)
+        d = _num(b, 3, 2)
     else:
         return None
     if m < 1 or m > 12 or d < 1 or d > _month_days(y, m):

@@ -1,7 +1,7 @@
 # runtimes: cpython micropython
 """Refused commands cost no lasting memory: thousands of hostile payloads, each with a character never seen before
-in the id, the command name, an unknown key, an enum value or a signed-looking command's text, go through
-Inbox.check; under MicroPython the live
+in the id, the command name, an unknown key, an enum value, a step time, a date or a signed-looking command's
+text, go through Inbox.check; under MicroPython the live
 heap afterwards is where it was (MicroPython interns every character a str iterator yields, for good: SECURITY.md).
 On CPython only the refusals are checked; the heap part needs MicroPython's gc.mem_alloc."""
 
@@ -21,7 +21,13 @@ def odd(i):
 
 def hostile(i):
     c = odd(i)
-    kind = i % 4
+    kind = i % 6
+    if kind == 4:  # a step time: "HH:MM" is read character by character (five characters, the odd one third)
+        return b'{"id": "x", "cmd": "program", "programs": {"default": [{"at": "12' + c + b'34", "level": 50}]}}', \
+            "at: must be"
+    if kind == 5:  # a calendar date, likewise
+        return (b'{"id": "x", "cmd": "program", "programs": {"default": [{"at": "sunset", "level": 50}]}, '
+                b'"calendar": [{"program": "default", "dates": ["12' + c + b'05"]}]}'), "must be a valid date"
     if kind == 0:
         return b'{"id": "a' + c + b'", "cmd": "get"}', "id: character"
     if kind == 1:
@@ -41,15 +47,15 @@ def refuse(inbox, payload):
 
 def test_thousands_of_hostile_commands_leave_the_heap_as_it_was():
     inbox = Inbox(1024)
-    for i in range(8):  # warm-up: every code path, its first allocations
+    for i in range(12):  # warm-up: every code path, its first allocations
         refuse(inbox, hostile(i)[0])
     gc.collect()
     before = gc.mem_alloc() if MICROPYTHON else 0
-    for i in range(8, 3008):
+    for i in range(12, 3012):
         payload, reason = hostile(i)
         error = refuse(inbox, payload)
         assert reason in error, (payload, error)
-    assert inbox.rejected == 3008
+    assert inbox.rejected == 3012
     if MICROPYTHON:
         gc.collect()
         grew = gc.mem_alloc() - before
