@@ -46,6 +46,7 @@ from provision import compile_text  # noqa: E402  (tools/: .mpy files are compil
 DEVICE_DIRS = ("firmware", "drivers", "lib")
 BUNDLE_FILE = "bundle.json"
 OUTCOMES = ("ota_confirmed", "ota_rollback")
+NODE_MAX_PAYLOAD = 8192  # the node's default mqtt.max_payload: a larger command is discarded unread
 
 # --- build -----------------------------------------------------------------------------------------------------------
 
@@ -116,9 +117,20 @@ def build_bundle(out, key, version=None, src=ROOT, fmt="py", march="xtensawin", 
         entries.append({"path": dest_rel, "size": len(data), "sha256": hashlib.sha256(data).hexdigest()})
     manifest = otamod.check_manifest({"format": 1, "version": version, "files": entries})
     bundle = {"manifest": manifest, "manifest_sig": otamod.sign_manifest(manifest, kb, hmac_sha256)}
+    size = begin_payload_size(bundle)
+    if size > NODE_MAX_PAYLOAD:
+        raise ValueError("the bundle's ota_begin command would be %d bytes: more than a node reads (mqtt.max_payload, "
+                         "default %d); leave files out with --exclude" % (size, NODE_MAX_PAYLOAD))
     with open(os.path.join(out, BUNDLE_FILE), "w") as f:
         json.dump(bundle, f, indent=1)
     return bundle
+
+
+def begin_payload_size(bundle):
+    """Bytes of the ota_begin command carrying this bundle's manifest, with room for id, ts and a signature."""
+    doc = {"id": "x" * 32, "cmd": "ota_begin", "manifest": bundle["manifest"], "manifest_sig": bundle["manifest_sig"],
+           "force": False, "ts": 2 ** 32, "sig": "0" * 64}
+    return len(json.dumps(doc))
 
 
 def load_bundle(path):
