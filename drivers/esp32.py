@@ -1,7 +1,7 @@
 """The real ESP32 board: lamp PWM + relay, light sensor, meter, RTC, flash store, watchdog, Wi-Fi, machine info.
 
 The only module that imports machine, network and esp32. `make_board(hw_cfg)` takes the "hw" config section
-(drivers/hw_schema.py) and returns an object with the attributes of docs/DESIGN.md "Drivers seam".
+(firmware/hw_config.py) and returns an object with the attributes of docs/DESIGN.md "Drivers seam".
 
 Power-up behaviour: the PWM and relay start at `boot_level` (default 1.0 = lamp on, the TALQ default), so a watchdog
 or reconnect reboot at night does not blink the lamp off; in daytime the lamp burns only until the control loop runs.
@@ -16,7 +16,7 @@ import machine
 import network
 
 from drivers.filestore import FileStore
-from drivers.hw_schema import ADC1_PINS, HW_SCHEMA
+from firmware.hw_config import ADC1_PINS, HW_SCHEMA
 from firmware.compat import ticks_add, ticks_diff, ticks_ms
 from firmware.timebase import T2K_UNIX_OFFSET, civil_from_days, split, weekday
 

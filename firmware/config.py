@@ -12,7 +12,7 @@ Every problem met on the way is returned so the node can report it over MQTT onc
 
 import json
 
-from drivers.hw_schema import HW_SCHEMA
+from firmware.hw_config import HW_SCHEMA
 from firmware import clo, control, faults, lampout, metering, mqtt_link, ota, photocell, program, timebase
 from firmware.schema import NAME_CHARS, Bool, Dict, Int, Invalid, Lazy, List, Nullable, Str, depth_ok
 
@@ -184,6 +184,16 @@ def redact(cfg):
         if d is not None and d.get(keys[-1]) is not None:
             d[keys[-1]] = "***"
     return out
+
+
+def safe_mode(cfg):
+    """What safe mode runs: photocell only, full level at night, no optional features; MQTT kept for diagnosis."""
+    safe = dict(cfg)
+    safe["control"] = dict(cfg["control"], mode="photocell", default_level=100)
+    safe["programs"] = {"default": [{"at": "sunset", "offset_min": 0, "level": 100}]}
+    safe["calendar"] = []
+    safe["clo"] = dict(cfg["clo"], enabled=False)
+    return safe
 
 
 def dumps(cfg):

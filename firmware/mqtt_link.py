@@ -81,14 +81,17 @@ def default_client_factory(link, host, port):
 
 def _connect_errors():
     # umqtt raises its own MQTTException for a refused CONNECT (bad credentials, ...); a short read shows up as an
-    # IndexError or TypeError inside umqtt. All mean: this attempt failed, try again later.
+    # IndexError or TypeError inside umqtt. All mean: this attempt failed, try again later. A MemoryError inside the
+    # protocol (a packet that could not be allocated halfway through a read or a write) leaves the byte stream at an
+    # unknown point: the same cure, a fresh connection. (The node refuses commands it cannot afford itself, before
+    # anything escapes to here: firmware/node.py on_message.)
     # umqtt is reached through umqtt_hardened, never directly: that module must install its socket stand-in before
     # umqtt.simple is first imported (else TCP_NODELAY and the connect timeout are silently lost).
     try:
         from firmware.umqtt_hardened import MQTTException
     except ImportError:  # CPython unit tests run the link with a fake client and no umqtt
-        return (OSError, IndexError, TypeError, ValueError)
-    return (OSError, IndexError, TypeError, ValueError, MQTTException)
+        return (OSError, IndexError, TypeError, ValueError, MemoryError)
+    return (OSError, IndexError, TypeError, ValueError, MemoryError, MQTTException)
 
 
 class Link:

@@ -6,9 +6,10 @@ drives the lamp, meters, checks faults and feeds the watchdog — whether or not
 decided first at boot, before any network.
 """
 
+import gc
 import json
 
-from firmware import astro, bootguard, startup
+from firmware import astro, bootguard, cold, configtrial
 from firmware import config as configmod
 from firmware.clo import clo_level
 from firmware.commands import Inbox, Rejected, error_reply
@@ -28,24 +29,17 @@ from firmware.version import VERSION
 
 BUILD_FLOOR_T2K = days_from_civil(2026, 1, 1) * 86400  # no real clock can read earlier than this firmware
 _FADE_STEP_MS = const(50)
-# Calibration: hold each level this long (plus the lamp's warm-up) while FaultMonitor learns its healthy current.
-CALIBRATION_LEVELS = (10, 20, 40, 60, 80, 100)
-_CALIBRATION_HOLD_S = const(60)
 _IDENTIFY_HALF_MS = const(500)
+# The module that runs each command (firmware/cmd_<name>.py), loaded for the command and dropped after
+# (firmware/cold.py): the code of rare commands takes no RAM while the node just runs its lamp.
+_RUNNERS = {"set": "override", "clear": "override", "get": "get", "program": "config", "config": "config",
+            "time": "device", "identify": "device", "reboot": "device", "calibrate": "calibrate"}
+# What a command that did not fit in the heap is answered: nothing of it was applied (see on_message).
+OUT_OF_MEMORY = "out of memory: refused, nothing changed"
 
 
 def _unix(t2k):
     return t2k + T2K_UNIX_OFFSET
-
-
-def safe_config(cfg):
-    """Safe mode: photocell only, full level at night, no optional features; MQTT kept for diagnosis."""
-    safe = dict(cfg)
-    safe["control"] = dict(cfg["control"], mode="photocell", default_level=100)
-    safe["programs"] = {"default": [{"at": "sunset", "offset_min": 0, "level": 100}]}
-    safe["calendar"] = []
-    safe["clo"] = dict(cfg["clo"], enabled=False)
-    return safe
 
 
 class Node:
@@ -61,7 +55,7 @@ class Node:
         saved = self.state_file.load()
         self.cfg = cfg
         self.lamp = LampOutput(cfg["lamp"])
-        self._apply_control_config(safe_config(cfg) if safe_mode else cfg)
+        self._apply_control_config(configmod.safe_mode(cfg) if safe_mode else cfg)
         node_id = cfg["node"]["id"] or ("n-" + board.system.unique_id())
         self.node_id = node_id
         base = cfg["mqtt"]["prefix"] + "/" + node_id + "/"
@@ -98,16 +92,21 @@ class Node:
         self._tele_t = None
         self._tele_w = None
         self._next_control = 0
-        self._identify_until = None
+        self.identify_until = None
         self._lit_since = None  # ticks when the relay last closed (warm-up for the fault checks)
         self._driven_relay = False  # the relay as the board drives it now
         self._logged_error = ""
-        self._calibration = None  # [index into CALIBRATION_LEVELS, t2k the level started] while calibrating
+        self.calibration = None  # a firmware.cmd_calibrate.Calibration while one runs
         self.ntp = None
         self._boot_ms = self.board.clock.ticks_ms()
         self._healthy_done = False
-        self._pending_reset = None
+        self.pending_reset = None
         self.trial = False  # set by startup when this config is on trial after a remote change
+        self.memory_refusals = 0  # commands refused because the heap could not hold them
+        self.memory_errors = 0  # loop iterations cut short by a MemoryError
+        self.heap_low = mem_free()  # lowest free heap seen (after control steps and commands), for `get counters`
+        self._handling = None  # (id, cmd) of the command being run, for its out-of-memory reply
+        self._applied = False
         for p in problems:
             self.log.add(0, "config: " + p)
         self.problems = list(problems)
@@ -174,32 +173,38 @@ class Node:
     def run(self, poller):
         self.start(poller)
         while True:
-            now = self.board.clock.ticks_ms()
-            self.tick(now)
-            self.link.wait(self.next_due_ms(self.board.clock.ticks_ms()))
+            try:
+                self.tick(self.board.clock.ticks_ms())
+                self.link.wait(self.next_due_ms(self.board.clock.ticks_ms()))
+            except MemoryError:
+                # Refuse, never reset: whatever needed the memory is dropped and the next step drives the lamp
+                # again. A loop that cannot get through a control step at all stops feeding the watchdog, and
+                # the reset that follows is counted by bootguard like any crash.
+                gc.collect()
+                self.memory_errors += 1
 
     def next_due_ms(self, now_ms):
         due = ticks_diff(self._next_control, now_ms)
         if self.ntp is not None:
             due = min(due, self.ntp.next_due_ms(now_ms))
-        if self.lamp.fading() or self._identify_until is not None:
+        if self.lamp.fading() or self.identify_until is not None:
             due = min(due, _FADE_STEP_MS)
         return max(0, min(due, self.link.next_due_ms(now_ms)))
 
     def tick(self, now_ms):
-        if self._pending_reset is not None:
+        if self.pending_reset is not None:
             self._do_reset()
         if self.trial and not self.link.connects and \
                 ticks_diff(now_ms, self._boot_ms) >= self.cfg["system"]["confirm_config_s"] * 1000:
             why = "new config did not reach the broker within %d s" % self.cfg["system"]["confirm_config_s"]
-            startup.roll_back_config(self.store, why)
+            configtrial.roll_back(self.store, why)
             self.log.add(self.board.clock.now(), why + ": rolled back")
             self.trial = False
-            self._pending_reset = "rollback"
+            self.pending_reset = "rollback"
         if ticks_diff(now_ms, self._next_control) >= 0:
             self._next_control = ticks_add(now_ms, self.cfg["system"]["control_ms"])
             self.control_step(now_ms)
-        elif self.lamp.fading() or self._identify_until is not None:
+        elif self.lamp.fading() or self.identify_until is not None:
             self._drive(now_ms)
         net_up = self.board.net.up()
         if not net_up:
@@ -218,7 +223,7 @@ class Node:
             self._report(now)
             ev = self.ota.pending_report()
             if ev is not None:
-                self._event(now, ev)
+                self.event(now, ev)
 
     def _sync_time(self, now_ms, net_up):
         t, err = self.ntp.service(now_ms, net_up, self.time.valid)
@@ -231,9 +236,9 @@ class Node:
         if not accepted:
             self.log.add(now, "ntp time refused: " + why)
             return
-        self._set_clock(now, delta, "ntp", why)
+        self.set_clock(now, delta, "ntp", why)
 
-    def _set_clock(self, now, delta, source, why):
+    def set_clock(self, now, delta, source, why):
         """Move the RTC by delta (an accepted time): overrides keep their length, the new time is saved, and the
         lamp is decided again at once (a node that just learned the time switches from photocell to program)."""
         self.board.clock.set_now(now + delta)
@@ -255,13 +260,13 @@ class Node:
             self.override = None
             ov = None
             self.state_file.dirty = True
-            self._event(now, {"kind": "override_end"})
+            self.event(now, {"kind": "override_end"})
         level, reason = self.controller.decide(now, tv, self.lux, ov)
         clo = self.control_cfg["clo"]
         if clo["enabled"] and level > 0 and reason != "override":
             level = clo_level(level, self.meter.counters()["burn_h"], clo)
-        if self._calibration is not None:
-            cal_level = self._calibration_level(now)
+        if self.calibration is not None:
+            cal_level = self.calibration.level(self, now)
             if cal_level is not None:  # None: calibration just ended, the decision above stands
                 level, reason = cal_level, "calibrate"
         self.level = level
@@ -272,7 +277,7 @@ class Node:
         lit = self._driven_relay  # what the board drives now (identify blinks it), not what the program asked
         # The lamp model's power stands in for the meter where it has no reading (counted apart as estimated).
         self.meter.update(now, self.reading, lit, self.lamp.expected_w() if lit else 0.0)
-        if self._identify_until is None:
+        if self.identify_until is None:
             # While identify blinks the lamp nothing electrical can be judged: the checks hold until it ends.
             elev = astro.sun_elevation(now, self.cfg["site"]["lat"], self.cfg["site"]["lon"]) if tv else None
             on_s = ticks_diff(now_ms, self._lit_since) // 1000 if lit and self._lit_since is not None else None
@@ -287,37 +292,23 @@ class Node:
             bootguard.healthy(self.store)
         uptime_s = ticks_diff(now_ms, self._boot_ms) // 1000
         if self.ota.confirm_if_due(self.link is not None and self.link.connected, uptime_s) and self.ota.reset_wanted:
-            self._pending_reset = "ota"
+            self.pending_reset = "ota"
         b.wdt.feed()  # only a control step that got this far keeps the watchdog quiet
+        self._note_heap()
 
-    def _calibration_level(self, now):
-        """The level calibration drives now, or None once it has ended (the table is then stored)."""
-        cal = self._calibration
-        if now - cal[1] >= _CALIBRATION_HOLD_S + self.cfg["lamp"]["warmup_s"] or now < cal[1]:
-            cal[0] += 1
-            cal[1] = now
-        if cal[0] < len(CALIBRATION_LEVELS):
-            return CALIBRATION_LEVELS[cal[0]]
-        self._calibration = None
-        table = self.faults.calibrate_stop(now)
-        if len(table) >= 2:
-            try:
-                self._change_config({"faults": {"nominal_a": table}}, now)
-                self._event(now, {"kind": "calibrated", "nominal_a": table})
-            except (Invalid, OSError) as e:
-                self._event(now, {"kind": "calibration_failed", "reason": str(e)})
-        else:
-            self._event(now, {"kind": "calibration_failed", "reason": "no stable current readings"})
-        return None
+    def _note_heap(self):
+        free = mem_free()
+        if free < self.heap_low:
+            self.heap_low = free
 
     def _drive(self, now_ms):
         duty, relay = self.lamp.step(now_ms)
-        if self._identify_until is not None:
-            if ticks_diff(self._identify_until, now_ms) <= 0:
-                self._identify_until = None
+        if self.identify_until is not None:
+            if ticks_diff(self.identify_until, now_ms) <= 0:
+                self.identify_until = None
             else:
                 # Blink between full and off: visible from the street in daylight.
-                on = (ticks_diff(self._identify_until, now_ms) // _IDENTIFY_HALF_MS) & 1
+                on = (ticks_diff(self.identify_until, now_ms) // _IDENTIFY_HALF_MS) & 1
                 duty, relay = (1.0, True) if on else (0.0, False)
         if relay and self._lit_since is None:
             self._lit_since = now_ms
@@ -392,7 +383,7 @@ class Node:
             self._tele_t = now
             self._tele_w = w
 
-    def _event(self, now, doc):
+    def event(self, now, doc):
         self.seq += 1
         doc["seq"] = self.seq
         doc["t"] = _unix(now) if self.time.valid else None
@@ -408,7 +399,7 @@ class Node:
         name, active, detail = ev
         self.log.add(now, "alarm %s %s" % (name, "raised" if active else "cleared"))
         self.state_file.dirty = True
-        self._event(now, {"kind": "alarm", "name": name, "active": active, "detail": detail})
+        self.event(now, {"kind": "alarm", "name": name, "active": active, "detail": detail})
 
     # --- MQTT receiver ---------------------------------------------------------------------------------------------
 
@@ -425,20 +416,20 @@ class Node:
             self.link.send_event(self.t_event, payload)
         self._early_events = []
         if self.problems:
-            self._event(now, {"kind": "config_error", "problems": self.problems})
+            self.event(now, {"kind": "config_error", "problems": self.problems})
             self.problems = []
         if self.link.connects == 1:
-            why = startup.take_rollback_notice(self.store)
+            why = configtrial.take_rollback_notice(self.store)
             if why is not None:
-                self._event(now, {"kind": "config_rollback", "reason": why})
+                self.event(now, {"kind": "config_rollback", "reason": why})
         self.log.add(now, "mqtt connected (%d)" % self.link.connects)
         if self.trial:
-            startup.confirm_config(self.store)
+            configtrial.confirm(self.store)
             self.trial = False
             self.log.add(now, "config confirmed: it reached the broker")
         elif self.cfg_source == "config" and self.link.connects == 1 and \
                 self.store.read(configmod.GOOD_FILE) is None:
-            startup.confirm_config(self.store)
+            configtrial.confirm(self.store)
 
     def on_oversize(self, topic, size):
         now = self.board.clock.now()
@@ -448,6 +439,28 @@ class Node:
             self._reply(error_reply(None, None, "payload of %d bytes exceeds %d" % (size, limit)))
 
     def on_message(self, topic, msg, retained):
+        """Every command is answered. One that does not fit in the heap left is refused like any bad input: a
+        MemoryError while it is parsed, checked, run or answered is caught here, the GC takes back what it built,
+        and the reply says so. Commands are all or nothing (firmware/cmd_*.py), so a refused one changed nothing;
+        one whose only failure was its reply got the short acknowledgement instead. The node never resets for it."""
+        self._handling = None
+        self._applied = False
+        try:
+            self._receive(topic, msg, retained)
+        except MemoryError:
+            cmd_id, kind = self._handling or (None, None)
+            msg = None
+            self._handling = None
+            gc.collect()
+            self.memory_refusals += 1
+            reply = {"id": cmd_id, "ok": True, "cmd": kind} if self._applied else error_reply(cmd_id, None,
+                                                                                              OUT_OF_MEMORY)
+            try:
+                self._reply(reply)
+            except MemoryError:
+                pass  # not even a short reply fits now: the sender's timeout tells it; the lamp goes on
+
+    def _receive(self, topic, msg, retained):
         if topic == self.t_status:
             if b'"online": false' in msg or b'"online":false' in msg:
                 self._publish_birth()
@@ -470,22 +483,28 @@ class Node:
         except Rejected as r:
             self._reply(r.reply)
             return
+        msg = None  # the payload is not needed any more: room for what the command builds
         previous = self.inbox.previous_reply(cmd["id"])
         if previous is not None:
             self.link.publish(self.t_reply, previous)
             return
+        kind = cmd["cmd"]
+        self._handling = (cmd["id"], kind)
         try:
             reply = self.execute(cmd, now)
         except Invalid as e:
-            reply = error_reply(cmd["id"], cmd["cmd"], str(e))
+            reply = error_reply(cmd["id"], kind, str(e))
         except (OSError, ValueError, KeyError, TypeError) as e:  # a bug must not take the node down: report it
             print_exception(e)
-            reply = error_reply(cmd["id"], cmd["cmd"], "internal error: %s" % e.__class__.__name__)
+            reply = error_reply(cmd["id"], kind, "internal error: %s" % e.__class__.__name__)
+        self._applied = kind != "get" and reply.get("ok") is True
+        cmd = None
         data = self._reply(reply)
-        if cmd["cmd"] != "get":
+        if kind != "get":
             # Only commands that act need "answered again, not run again". A `get` is harmless to repeat, and its
             # reply (a config is several KB) must not be pinned in RAM 24 times over on a 100 KB heap.
-            self.inbox.remember(cmd["id"], data)
+            self.inbox.remember(self._handling[0], data)
+        self._note_heap()
 
     def _reply(self, reply):
         data = json.dumps(reply).encode()
@@ -496,112 +515,19 @@ class Node:
 
     def execute(self, cmd, now):
         kind = cmd["cmd"]
-        ok = {"id": cmd["id"], "ok": True, "cmd": kind}
-        if kind == "set":
-            d = cmd["duration_s"]
-            self.override = {"level": cmd["level"], "until": None if d is None else now + d}
-            self.state_file.dirty = True
-            self.control_step(self.board.clock.ticks_ms())  # act now: the reply tells the new level
-            ok["level"] = self.level
-            ok["until"] = None if d is None else _unix(now + d)
-        elif kind == "clear":
-            self.override = None
-            self.state_file.dirty = True
-            self.control_step(self.board.clock.ticks_ms())
-            ok["level"] = self.level
-            ok["reason"] = self.reason
-        elif kind == "get":
-            what = cmd["what"]
-            if what == "state":
-                ok["state"] = self.state_doc(now)
-            elif what == "config":
-                ok["config"] = configmod.redact(self.cfg)
-            elif what == "log":
-                ok["log"] = self.log.lines()
-            else:
-                ok["counters"] = self.meter.counters()
-                link = self.link
-                ok["link"] = {"connects": link.connects, "drops": link.drops, "failures": link.failures,
-                              "oversize": link.oversize, "rejected": self.inbox.rejected,
-                              "last_error": link.last_error, "tx_bytes": link.tx_bytes, "rx_bytes": link.rx_bytes}
-                ok["events"] = {"produced": self.seq, "acked": link.acked_events, "queued": link.queued(),
-                                "dropped": link.dropped_events}
-                ok["flash"] = {"state_writes_today": self.state_file.writes_today, "store_writes": self.store.writes}
-        elif kind == "time":
-            accepted, why, delta = self.time.offer("cmd", cmd["utc"] - T2K_UNIX_OFFSET, now)
-            if not accepted:
-                return error_reply(cmd["id"], kind, "time refused: " + why)
-            self._set_clock(now, delta, "command", why)
-            ok["delta_s"] = delta
-        elif kind == "identify":
-            self._identify_until = ticks_add(self.board.clock.ticks_ms(), cmd["seconds"] * 1000)
-            ok["seconds"] = cmd["seconds"]
-        elif kind == "reboot":
-            self._pending_reset = "safe" if cmd["safe"] else "reboot"
-        elif kind == "program":
-            patch = {"programs": cmd["programs"]}
-            if cmd["calendar"] is not None:
-                patch["calendar"] = cmd["calendar"]
-            self._change_config(patch, now)
-        elif kind == "config":
-            self._change_config(cmd["set"], now)
-            ok["restart"] = self._pending_reset is not None
-        elif kind.startswith("ota_"):
-            if kind == "ota_begin":
-                r = self.ota.begin(cmd["manifest"], cmd["manifest_sig"], cmd["force"])
-            elif kind == "ota_status":
-                r = self.ota.status()
-            elif kind == "ota_commit":
-                r = self.ota.commit()
-                if self.ota.reset_wanted:
-                    self._pending_reset = "ota"
-            else:
-                r = self.ota.abort()
-            r["id"] = cmd["id"]
-            return r
-        elif kind == "calibrate":
-            if self._calibration is not None:
-                return error_reply(cmd["id"], kind, "calibration already running")
-            self.faults.calibrate_start(now)
-            self._calibration = [0, now]
-            ok["levels"] = list(CALIBRATION_LEVELS)
-            ok["seconds"] = len(CALIBRATION_LEVELS) * (_CALIBRATION_HOLD_S + self.cfg["lamp"]["warmup_s"])
-        else:
+        name = "ota" if kind.startswith("ota_") else _RUNNERS.get(kind)
+        if name is None:
             return error_reply(cmd["id"], kind, "not supported by this firmware")
-        return ok
-
-    def _change_config(self, patch, now):
-        new = configmod.validate(configmod.merge(self.cfg, patch))  # raises Invalid: nothing changed
-        data = configmod.dumps(new)
-        old = self.store.read(configmod.CONFIG_FILE)
-        if old is not None:
-            self.store.write(configmod.GOOD_FILE, old)
-        self.store.write(configmod.CONFIG_FILE, data)
-        live = ("programs", "calendar", "control", "photocell", "clo", "report", "site", "lamp", "faults",
-                "metering", "time")
-        if all(k in live for k in patch):
-            self.cfg = new
-            self._apply_control_config(safe_config(new) if self.safe_mode else new)
-            self.lamp = LampOutput(new["lamp"], self.lamp) if "lamp" in patch else self.lamp
-            if "faults" in patch or "lamp" in patch:  # new thresholds; active faults carried over
-                self.faults = FaultMonitor(new["faults"], new["lamp"], self.faults.snapshot())
-            if "metering" in patch:
-                self.meter = Meter(new["metering"], self.meter.snapshot())
-            self.log.add(now, "config changed live: " + ",".join(sorted(patch)))
-        else:
-            # Identity, broker, hardware or security changes take a restart; the boot after it must reach the
-            # broker with the new config or config.good.json is restored (see firmware/startup.py).
-            self.log.add(now, "config changed, restarting: " + ",".join(sorted(patch)))
-            self._pending_reset = "config"
+        return cold.call("firmware.cmd_" + name, "run", self, cmd, now)
 
     def _do_reset(self):
-        kind = self._pending_reset
-        self._pending_reset = None
+        kind = self.pending_reset
+        self.pending_reset = None
         now = self.board.clock.now()
         self._persist(now, force=True)
         bootguard.request(self.store, "safe" if kind == "safe" else "reboot")
         if kind == "config":
-            startup.mark_config_trial(self.store)
+            configtrial.mark(self.store)
         self.log.add(now, "reset requested (%s)" % kind)
         self.link.publish(self.t_status, json.dumps({"online": False, "reason": kind}).encode(), True)
         self.link.close()

@@ -4,56 +4,16 @@ main.py calls `main(make_board)`. Whatever goes wrong here, the lamp must end up
 validate falls back to the last good one, then to defaults; an exception while starting is printed and the node
 resets (counted by bootguard, so a module that raises at every start lands in safe mode after a few tries).
 
-A remote config change that needs a restart is on *trial*: `trial.json` holds the deadline; if the node does not
-reach the broker with the new config before it, the previous config is restored and the node restarts.
+A remote config change that needs a restart is on *trial* (firmware/configtrial.py): if the node does not reach the
+broker with the new config within `system.confirm_config_s`, the previous config is restored and the node restarts.
 """
 
-import json
 import select
 
-from firmware import bootguard
+from firmware import bootguard, configtrial
 from firmware import config as configmod
 from firmware.compat import print_exception
-
-TRIAL_FILE = "trial.json"
-ROLLBACK_FILE = "rollback.json"  # why the last remote config change was undone; reported once, then removed
-
-
-def mark_config_trial(store):
-    store.write(TRIAL_FILE, b'{"trial": true}')
-
-
-def config_on_trial(store):
-    return store.read(TRIAL_FILE) is not None
-
-
-def confirm_config(store):
-    """The new config reached the broker: it becomes the last known good one."""
-    data = store.read(configmod.CONFIG_FILE)
-    if data is not None:
-        store.write(configmod.GOOD_FILE, data)
-    store.remove(TRIAL_FILE)
-
-
-def roll_back_config(store, reason):
-    good = store.read(configmod.GOOD_FILE)
-    if good is not None:
-        store.write(configmod.CONFIG_FILE, good)
-    store.write(ROLLBACK_FILE, json.dumps({"reason": reason}).encode())
-    store.remove(TRIAL_FILE)
-
-
-def take_rollback_notice(store):
-    """The reason of a config rollback not yet reported, or None; reading it removes it."""
-    data = store.read(ROLLBACK_FILE)
-    if data is None:
-        return None
-    store.remove(ROLLBACK_FILE)
-    try:
-        reason = json.loads(data).get("reason")
-    except (ValueError, AttributeError):
-        reason = None
-    return reason if isinstance(reason, str) else "unknown"
+from firmware.node import Node
 
 
 def seeded_rand(seed):
@@ -73,8 +33,6 @@ def seeded_rand(seed):
 
 def main(store, make_board, seed):
     """Run the node forever. `make_board(cfg)` builds the drivers for this platform; `seed` varies per node."""
-    from firmware.node import Node
-
     cfg, source, problems = configmod.load(store)
     decision = bootguard.decision
     board = make_board(cfg)
@@ -83,7 +41,7 @@ def main(store, make_board, seed):
     board.wdt.start(cfg["system"]["wdt_ms"])
     try:
         node = Node(board, cfg, store, seeded_rand(seed), source, problems, decision["safe"], decision["why"])
-        node.trial = config_on_trial(store)
+        node.trial = configtrial.on_trial(store)
         node.run(select.poll())
     except Exception as e:  # the last resort: print, then reset so that bootguard counts the crash
         print_exception(e)

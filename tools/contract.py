@@ -305,6 +305,12 @@ EVENT_COUNTERS = _out({
     "dropped": Int(0, U31, doc="events lost because the offline queue was full"),
 })
 FLASH_COUNTERS = _out({"state_writes_today": Int(0, U31), "store_writes": Int(0, U31)})
+MEMORY_COUNTERS = _out({
+    "heap_free": Int(-1, U31, doc="free GC heap now, bytes (-1: the runtime cannot tell)"),
+    "heap_low": Int(-1, U31, doc="lowest free heap seen since boot, sampled after every control step and command"),
+    "refused": Int(0, U31, doc="commands refused because the heap could not hold them (nothing of them applied)"),
+    "loop_errors": Int(0, U31, doc="loop iterations cut short by a MemoryError (the next step drives the lamp)"),
+})
 COUNTERS = _out({"energy_wh": ENERGY_WH,
                  "energy_estimated_wh": Float(0, 1e9, doc="the part of energy_wh counted from the lamp model "
                                                           "while the meter had no reading"),
@@ -319,8 +325,8 @@ REPLIES = {
         _ok("get", {"state": STATE}, "what=state"),
         _ok("get", {"config": Field()}, "what=config (schema filled in by config_schema())"),
         _ok("get", {"log": List(LOG_LINE, 200)}, "what=log, oldest first"),
-        _ok("get", {"counters": COUNTERS, "link": LINK_COUNTERS, "events": EVENT_COUNTERS, "flash": FLASH_COUNTERS},
-            "what=counters"),
+        _ok("get", {"counters": COUNTERS, "link": LINK_COUNTERS, "events": EVENT_COUNTERS, "flash": FLASH_COUNTERS,
+                    "memory": MEMORY_COUNTERS}, "what=counters"),
     ], doc="The state, the config (secrets \"***\"), the log ring or the counters."),
     "program": _ok("program", {}, "Programs (and calendar) stored and in force."),
     "config": _ok("config", {"restart": Bool(doc="true: the node restarts to apply it (status goes offline with "

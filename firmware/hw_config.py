@@ -1,4 +1,4 @@
-"""Schema of the "hw" config section (pins, sensors, Wi-Fi) for drivers/esp32.py; importable on any runtime."""
+"""Schema of the "hw" config section (pins, sensors, Wi-Fi): config, owned by firmware/, read by drivers/esp32.py."""
 
 from firmware.schema import Bool, Dict, Enum, Float, Int, Invalid, Lazy, Nullable, Str
 
