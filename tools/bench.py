@@ -65,7 +65,9 @@ for _p in (HERE, ROOT):
 import paho.mqtt.client as mqtt  # noqa: E402
 from broker import Broker  # noqa: E402
 from operator_client import Operator  # noqa: E402
-import provision  # noqa: E402  (tools/: the device code and its ROMFS image, as bundles get them)
+import provision  # noqa: E402  (tools/: the device code as bundles get it)
+from bench_placement import CodePlacements  # noqa: E402
+from opscenario import read_samples  # noqa: E402  (the heap wrapper's JSON lines)
 from vnode import VirtualNode, micropython_binary  # noqa: E402
 
 WRAPPER = os.path.join(HERE, "bench_heapwrap.py")
@@ -90,62 +92,11 @@ def device_files():
     return out
 
 
-def device_code(work):
-    """{bundle path: .mpy bytes} of what tools/provision.py ships (docs stripped, xtensawin: no native code, so the
-    unix port imports it too), plus drivers/sim.mpy, which the unix-port node needs in place of drivers/esp32.py."""
-    files = provision.compile_common(work)
-    files["drivers/sim.mpy"] = provision.compile_source(
-        os.path.join(ROOT, "drivers", "sim.py"), "drivers/sim.py", os.path.join(work, "sim.mpy"))
-    return files
-
-
-def build_romfs(dst):
-    """The ROMFS image of device_code(), as `provision.py build` writes it (code.romfs)."""
-    work = tempfile.mkdtemp(prefix="bench-romfs-")
-    try:
-        image = provision.romfs_image(device_code(work))
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-    with open(dst, "wb") as f:
-        f.write(image)
-    return dst
-
-
-def build_host_mpy(dst):
-    """device_code() as a tree of .mpy files, laid out as in a bundle (umqtt/ at the top)."""
-    work = tempfile.mkdtemp(prefix="bench-mpy-")
-    try:
-        files = device_code(work)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-    for rel, data in files.items():
-        if rel.endswith(".mpy"):
-            out = os.path.join(dst, rel)
-            os.makedirs(os.path.dirname(out), exist_ok=True)
-            with open(out, "wb") as f:
-                f.write(data)
-    return dst
-
-
 def node_config(node_id, broker, **extra):
     cfg = {"node": {"id": node_id}, "mqtt": {"brokers": [{"host": broker.host, "port": broker.port}]}}
     for k, v in extra.items():
         cfg.setdefault(k, {}).update(v)
     return cfg
-
-
-def read_samples(path):
-    out = []
-    try:
-        with open(path) as f:
-            for line in f:
-                try:
-                    out.append(json.loads(line))
-                except ValueError:
-                    pass  # a line cut by the kill
-    except FileNotFoundError:
-        pass
-    return out
 
 
 def percentile(values, p):
@@ -183,8 +134,7 @@ class Bench:
         self.quick = quick
         self.work = work
         self.broker = None
-        self.mpy_dir = None
-        self.romfs = None
+        self.places = CodePlacements(os.path.join(work, "code"))
         self._n = 0
 
     def name(self, stem):
@@ -204,21 +154,11 @@ class Bench:
 
     def code_env(self, code):
         """Environment for tools/bench_codepath.py: load the code from source, a .mpy tree or a ROMFS image."""
-        if code == "mpy":
-            if self.mpy_dir is None:
-                self.mpy_dir = build_host_mpy(os.path.join(self.work, "mpy"))
-            return {"BENCH_MPY_DIR": self.mpy_dir}
-        if code == "rom":
-            if self.romfs is None:
-                self.romfs = build_romfs(os.path.join(self.work, "code.romfs"))
-            return {"BENCH_ROMFS": self.romfs}
-        return {}
+        return self.places.env(code)
 
     def held_k(self, code):
-        """KB the code placement takes in this heap but not on an ESP32: the ROMFS image and its bytearray header."""
-        if code != "rom":
-            return 0
-        return (os.path.getsize(self.code_env("rom")["BENCH_ROMFS"]) + 64 + 1023) // 1024
+        """KB the code placement takes in this heap but not on an ESP32 (the ROMFS image)."""
+        return self.places.held_k(code)
 
     def base_client(self, heap=BIG_HEAP, code="src"):
         """Start the bare umqtt.simple client; returns (id, Popen, sample file)."""

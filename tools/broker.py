@@ -63,6 +63,11 @@ class Broker:
                     f.write("persistence false\n")
                 f.write("log_dest stderr\nlog_type error\nlog_type warning\n")
                 f.write("max_keepalive 65535\n")
+                if "set_tcp_nodelay" not in self.extra_conf:
+                    # Without it mosquitto's Nagle + the client's delayed ACK add ~44 ms to a reply that follows
+                    # another small write (measured: request/reply p50 44 ms -> ~1 ms). The embedded broker needs no
+                    # such line: asyncio sets TCP_NODELAY on every TCP socket it accepts.
+                    f.write("set_tcp_nodelay true\n")
                 if os.geteuid() == 0:
                     f.write("user root\n")  # as root mosquitto would drop to a user that cannot read our files
                 f.write(self.extra_conf)
