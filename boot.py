@@ -38,7 +38,10 @@ def _choose():
         return
     if d.get("trial") is True:
         if d.get("boots") != 0:
-            d = back(d, "reset before the new version confirmed")
+            # main.py leaves "crash" when an exception ended the trial boot; any other reset says nothing more.
+            crash = d.get("crash")
+            d = back(d, "crashed on trial: " + crash if isinstance(crash, str) else
+                     "reset before the new version confirmed")
         else:
             d["boots"] = 1
             save(d)
@@ -48,10 +51,18 @@ def _choose():
     sys.path.insert(0, s + "/lib")
     sys.path.insert(0, s)
     if d.get("trial") is True:
-        # The first boot of a new version: a module that does not even import rolls back now, not after a crash.
+        # The first boot of a new version: what main.py imports from it (and the node) must import, or the
+        # previous image runs in this same boot — before any driver has touched the hardware. These names are the
+        # contract between the factory's boot.py/main.py and every release (docs/OTA.md, "Rollback").
         try:
             import drivers.filestore  # noqa: F401
+            import firmware.startup  # noqa: F401
             import firmware.node  # noqa: F401
+
+            if sys.platform == "esp32":
+                import drivers.esp32  # noqa: F401
+            else:
+                import drivers.sim  # noqa: F401
         except Exception as e:  # noqa: BLE001 — any failure of the new image means: run the previous one
             for name in list(sys.modules):
                 if name.split(".")[0] in ("firmware", "drivers", "umqtt"):
