@@ -9,7 +9,7 @@ UMQTT := lib/umqtt/simple.py
 # stays on one worker (--dist loadfile): some modules add up figures across their own tests.
 TEST_WORKERS ?= 4
 
-.PHONY: venv demo test bench fleet clean
+.PHONY: venv demo test bench fleet clean console
 venv: $(STAMP) $(UMQTT)
 
 $(STAMP): requirements-dev.txt
@@ -25,6 +25,12 @@ demo: venv
 
 test: venv
 	$(BIN)/python -m pytest host_tests -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
+
+# The lighting engineer's console (docs/CONSOLE.md) on http://127.0.0.1:8080; with no CONSOLE_ARGS it starts the
+# demo's broker and a virtual city, history in out/console.db. Example: make console CONSOLE_ARGS="--broker mqtt://..."
+console: venv
+	mkdir -p out
+	$(BIN)/python -m console --db out/console.db $(CONSOLE_ARGS)
 
 bench: venv
 	$(BIN)/python tools/bench.py
