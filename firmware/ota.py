@@ -17,7 +17,8 @@ An update, as the node sees it (docs/OTA.md has the whole story):
    `slot/manifest.json` written (the slot is now complete), then `ota.json` replaced in one rename — the switch.
    The node resets. A power cut before that rename leaves the old image active; after it, the new one on trial.
 4. Trial: boot.py counts trial boots; the node calls `confirm_if_due(connected, uptime_s)` from its control loop,
-   which confirms once the broker is reached and the loop ran `confirm_s`, or rolls back after `trial_max_s`.
+   which confirms once the broker is reached, the loop ran `confirm_s` and the update commands load (a version
+   that could not take the next update must not stay), or rolls back after `trial_max_s`.
    A second boot without confirmation makes boot.py roll back by itself. Either way the outcome is kept in
    ota.json and `pending_report()` hands it to the node once, as an event.
 
@@ -39,6 +40,7 @@ SLOTS = ("slot_a", "slot_b")
 FACTORY = "factory"
 STAGE_FILE = "stage.json"  # inside the slot being filled: the manifest and signature of the transfer
 SLOT_MANIFEST = "manifest.json"  # inside a slot: written last at commit; boot.py uses no slot without it
+UPDATE_COMMANDS = "firmware.cmd_ota"  # the module that runs ota_begin/commit: a new version must load it to confirm
 
 CHUNK_HEADER = ">BBHI"  # format (1), file index, session, offset — big-endian, 8 bytes
 CHUNK_FORMAT = const(1)
@@ -240,6 +242,20 @@ def _read_json(p):
         return doc if isinstance(doc, dict) else None
     except (OSError, ValueError):
         return None
+
+
+def _update_path_broken():
+    """Why the next update could not be received (its command module does not load), or None. Checked before a
+    trial is confirmed: the module is cold (firmware/cold.py), so nothing else would have loaded it yet."""
+    from firmware import cold
+
+    try:
+        cold.load(UPDATE_COMMANDS)
+    except Exception as e:  # noqa: BLE001 — whatever stops it loading (SyntaxError, ImportError...) means: roll back
+        return "update commands do not load: %r" % (e,)
+    finally:
+        cold.drop(UPDATE_COMMANDS)
+    return None
 
 
 def running_version():
@@ -595,6 +611,10 @@ class OtaAgent:
         if not self.on_trial():
             return False
         if connected and uptime_s >= self.cfg["confirm_s"]:
+            broken = _update_path_broken()
+            if broken is not None:
+                self.roll_back(broken)  # confirmed, this version could never be updated again
+                return True
             d = self.doc
             self.doc = {"active": self.active(), "previous": d.get("previous"), "trial": False, "boots": 0,
                         "version": d.get("version"), "from": d.get("from"),

@@ -421,6 +421,26 @@ def test_trial_deadline_rolls_back_and_reports_why():
         ota._rmtree(root)
 
 
+def test_a_version_whose_update_commands_do_not_load_is_not_confirmed():
+    root = _tmpdir()
+    real = ota.UPDATE_COMMANDS
+    try:
+        _committed(root)
+        a = _agent(root)
+        ota.UPDATE_COMMANDS = "firmware.no_such_update_module"  # stands in for a release's broken cmd_ota.py
+        assert a.confirm_if_due(True, 30)
+        assert a.reset_wanted and not a.on_trial() and a.active() == "factory"
+        ota.UPDATE_COMMANDS = real
+        ev = _agent(root).pending_report()
+        assert ev["kind"] == "ota_rollback" and ev["reason"].startswith("update commands do not load: ")
+        assert "no_such_update_module" in ev["reason"]
+        # the real module loads: the same trial would have been confirmed
+        assert ota._update_path_broken() is None
+    finally:
+        ota.UPDATE_COMMANDS = real
+        ota._rmtree(root)
+
+
 def test_second_update_goes_to_the_other_slot_and_rolls_back_to_the_first():
     root = _tmpdir()
     try:

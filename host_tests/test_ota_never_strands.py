@@ -51,6 +51,11 @@ def _cases():
                 "    _step(self, now_ms)\n\n\n"
                 "Node.control_step = _failing_step\n")}, (),
             "reset before the new version confirmed", None),
+        # Runs, connects, but could never take the next update: never confirmed. Whichever comes first ends the
+        # trial: the confirm check (firmware/ota.py) or the crash of the push tool's own ota_status poll.
+        "update_commands_broken": (
+            {"firmware/cmd_ota.py": "def run(node, cmd, now):\n    return {\n"}, (),
+            "", None),
         # The firmware hangs in a blocking call: the watchdog resets it.
         "node_hangs": (
             {"firmware/node.py": node + (
