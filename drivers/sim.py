@@ -14,6 +14,13 @@ Two clocks, kept apart on purpose (docs/DESIGN.md, "Real time vs world time"):
   reset keeps it running, as the ESP32's RTC does. The fault "no_rtc" loses it at every boot.
 `clock.ticks_ms()` is real monotonic ms since boot (+ `ticks_offset`), masked to 30 bits like a 32-bit port.
 
+The radio (SimRadio): in a node process (board_for) the sim stands under the node's `socket` module, as the Wi-Fi
+does on an ESP32, so a `net_down` window cuts the node off for real and not only in `net.up()`: while the net is
+down a new connection fails (EHOSTUNREACH); a TCP connection that was open when the net went down (or across a
+window the node slept through) is dead for good, as a real one is after the broker has given up on it: what the
+node writes is lost, nothing it is sent arrives, and its keepalive has to notice. Datagrams (NTP) are lost while
+the net is down. Host tools and tests that build a board with make_board() keep the host's own sockets.
+
 Watchdog: the unix port has no machine.WDT, no os._exit and no signal module, a SystemExit raised in a thread ends
 only that thread, and exceptions from micropython.schedule callbacks are printed and swallowed — so no thread can
 make the process exit with a chosen code while the main thread hangs. The watcher thread therefore does what a
@@ -46,10 +53,15 @@ RESET_CAUSES = ("power_on", "brownout", "hard", "soft", "wdt", "panic", "deepsle
 _POWER_LOSS = ("power_on", "brownout")  # resets after which an RTC without battery has lost the time
 
 FAULT_KINDS = ("lamp_dead", "relay_stuck_on", "light_stuck", "light_dead", "meter_dead", "cycling", "over_current",
-               "no_rtc")
+               "under_power", "over_power", "no_rtc")
 CYCLING_ON_S = 240  # "cycling": an end-of-life HPS lamp burns 4 minutes ...
 CYCLING_OFF_S = 60  # ... then drops out for a minute and re-strikes
-OVER_CURRENT = 1.5
+OVER_CURRENT = 1.5  # "over_current": a failing driver, same power, 1.5 x the current (a worse power factor)
+UNDER_POWER = 0.6  # "under_power": part of the LED strings open, power and current 0.6 x (still lit, not failed)
+OVER_POWER = 1.4  # "over_power": a driver overdriving its LEDs, power and current 1.4 x
+_EHOSTUNREACH = 113  # errno numbers as lwIP and Linux give them
+_ETIMEDOUT = 110
+_EAGAIN = 11
 
 # 2026-03-20 10:30 UTC = 17:30 in Padang, an hour before sunset (18:29 local that day).
 DEFAULT_START_T2K = days_from_civil(2026, 3, 20) * 86400 + 37800
@@ -304,6 +316,12 @@ class SimWorld:
         if self.fault(t2k, "over_current") is not None and w > 0.0:
             a *= OVER_CURRENT  # a failing driver: same power, more current, so a worse power factor
             pf = w / (v * a)
+        k = UNDER_POWER if self.fault(t2k, "under_power") is not None else 1.0
+        if self.fault(t2k, "over_power") is not None:
+            k *= OVER_POWER
+        if k != 1.0:
+            a *= k  # the same power factor: W = V x A x PF still holds exactly
+            w *= k
         return (v, a, w, pf)
 
     # --- schedules ---
@@ -320,6 +338,13 @@ class SimWorld:
             if w["from"] <= t2k and (w["to"] is None or t2k < w["to"]):
                 return False
         return True
+
+    def net_lost_between(self, t0, t1):
+        """True when the net was down at any moment of [t0, t1] (a window the node may have slept through)."""
+        for w in self.cfg["net_down"]:
+            if w["from"] <= t1 and (w["to"] is None or t0 < w["to"]):
+                return True
+        return False
 
     def rssi(self, t2k):
         return self.cfg["rssi"] + int(8.0 * _smooth(self.seed ^ _S_RSSI, t2k, 300)) - 4
@@ -563,6 +588,150 @@ class SimNet:
         return self._world.rssi(t) if self._world.net_up(t) else None
 
 
+try:
+    from io import IOBase as _StreamBase  # MicroPython: a Python class becomes a stream that poll and ssl accept
+except ImportError:  # a port without io.IOBase: plain objects (the e2e tests run the unix port, which has it)
+    _StreamBase = object
+
+_GET_FILENO = 10  # MicroPython's MP_STREAM_GET_FILENO ioctl: select.poll asks it once, at register()
+
+
+class SimSocket(_StreamBase):
+    """A host socket behind the simulated radio (see the module docstring). Only what the node's umqtt and NTP
+    code call is here."""
+
+    def __init__(self, radio, sock, stream):
+        self._radio = radio
+        self._s = sock
+        self._stream = stream  # TCP: a cut is for good; UDP: each datagram is judged alone
+        self._seen = radio.world_now()  # world time of the last I/O while the net was up
+        self._dead = False
+        self._timeout = None
+
+    def _cut(self):
+        # TCP: down now, or down at some moment since the last I/O — the connection does not survive it.
+        # UDP: each datagram meets the net as it is now.
+        r = self._radio
+        now = r.world_now()
+        if not self._stream:
+            return not r.world.net_up(now)
+        if self._dead or r.world.net_lost_between(self._seen, now):
+            self._dead = True
+            return True
+        self._seen = now
+        return False
+
+    def _drain(self):
+        # Take what the host delivered and lose it (it was "in the air"); the broker closing the connection is
+        # what the node's TCP stack would meet as a timeout.
+        s = self._s
+        s.setblocking(False)
+        try:
+            data = s.recv(512)
+        except OSError:  # nothing there
+            data = None
+        finally:
+            if self._timeout is None:
+                s.setblocking(True)
+            else:
+                s.settimeout(self._timeout)
+        if data == b"":
+            raise OSError(_ETIMEDOUT)
+
+    def connect(self, addr):
+        if not self._radio.world.net_up(self._radio.world_now()):
+            raise OSError(_EHOSTUNREACH)
+        self._s.connect(addr)
+        self._seen = self._radio.world_now()
+
+    def write(self, buf, n=None):
+        size = len(buf) if n is None else n
+        if self._cut():
+            return size  # sent into a radio link that carries nothing any more
+        return self._s.write(buf, size)
+
+    def send(self, buf):
+        if self._cut():
+            return len(buf)
+        return self._s.send(buf)
+
+    def sendto(self, buf, addr):
+        if self._cut():
+            return len(buf)
+        return self._s.sendto(buf, addr)
+
+    def read(self, n):
+        if self._cut():
+            self._drain()
+            return None  # "nothing waiting", as on a non-blocking socket
+        return self._s.read(n)
+
+    def readinto(self, buf, n=None):
+        if self._cut():
+            self._drain()
+            return None
+        return self._s.readinto(buf) if n is None else self._s.readinto(buf, n)
+
+    def recv(self, n):
+        if self._cut():
+            self._drain()
+            raise OSError(_EAGAIN)
+        return self._s.recv(n)
+
+    def ioctl(self, req, arg):
+        if req == _GET_FILENO:
+            return self._s.fileno()  # poll waits on the host socket itself: no busy loop
+        return 0
+
+    def fileno(self):
+        return self._s.fileno()
+
+    def settimeout(self, t):
+        self._timeout = t
+        self._s.settimeout(t)
+
+    def setblocking(self, flag):
+        self._timeout = None if flag else 0
+        self._s.setblocking(flag)
+
+    def setsockopt(self, *args):
+        self._s.setsockopt(*args)
+
+    def bind(self, addr):
+        self._s.bind(addr)
+
+    def close(self):
+        self._s.close()
+
+
+class SimRadio:
+    """Stands in for the `socket` module of a node process (install()); `world_now` is the world clock."""
+
+    def __init__(self, world, clock, host_socket):
+        self.world = world
+        self.world_now = clock.world_now
+        self._host = host_socket
+
+    def socket(self, af=None, kind=None, *args):
+        h = self._host
+        if af is None:
+            s = h.socket()
+        elif kind is None:
+            s = h.socket(af)
+        else:
+            s = h.socket(af, kind, *args)
+        return SimSocket(self, s, kind is None or kind == h.SOCK_STREAM)
+
+    def getaddrinfo(self, *args):
+        return self._host.getaddrinfo(*args)
+
+    def __getattr__(self, name):  # AF_INET, SOCK_DGRAM and the other constants: the host's
+        return getattr(self._host, name)
+
+    def install(self):
+        sys.modules["socket"] = self
+
+
 class SimSystem:
     def __init__(self, cause, uid, wdt):
         self._cause = cause
@@ -619,8 +788,13 @@ def load_sim(data_dir="."):
 
 
 def board_for(cfg):
-    """The board for main.py/startup: the simulated post described by ./sim.json (the node config is not needed)."""
-    return make_board(cfg)
+    """The board for main.py/startup: the simulated post described by ./sim.json (the node config is not needed),
+    with its radio under the node's sockets."""
+    import socket
+
+    b = make_board(cfg)
+    SimRadio(b.world, b.clock, socket).install()
+    return b
 
 
 def make_board(cfg=None, data_dir=".", sim_cfg=None, cause=None, real_ms=None, mono_ms=None):

@@ -7,6 +7,7 @@ Input of FaultMonitor.update(now, inp): a dict with these keys (a missing key co
   "reading" (volts, amps, watts, pf) from the meter, or None on a meter error
   "lux"     ambient light, or None on a light-sensor error
   "sun"     sun elevation in degrees, or None when the time is not valid
+  "override" True when the level is an operator's override (a deliberate choice; see day_burning)
 
 Each fault is driven by a tri-state condition every step: True (fault seen), False (healthy seen), None (cannot
 tell: e.g. lamp_failure while the lamp is commanded off). A fault raises when True held for its delay_s and clears
@@ -16,7 +17,13 @@ timers (the clock was set, or the node stalled): no condition is taken to have h
 
 Definitions ("lit" = amps >= lit_a and watts >= lit_w; "commanded on" = level > 0 and relay closed):
   lamp_failure   commanded on, on_s >= warmup_s, and not lit or amps < fail_frac x expected amps
-  day_burning    level 0 (the program says off) and the lamp lit — the symptom, whatever the relay does
+  day_burning    the lamp burns when it should be off (TALQ), whatever the cause: lit although commanded off
+                 (level 0: a welded relay, a driver that does not dim to off), or lit — or, without a meter
+                 reading, commanded on — while the sun is at or above day_burning.sun_deg (daylight by the clock:
+                 a photocell fooled into "dark", a program that burns into the morning). An operator's override
+                 is deliberate: it counts only once it has burned by day for day_burning.override_s (a
+                 technician's test at noon is not an alarm, an override forgotten for the day is). Calibration
+                 holds it. Without valid time only the level-0 rule can judge.
   relay_stuck    relay commanded OPEN and the circuit energised (watts >= relay_stuck.min_w: any draw through
                  an open relay, even a driver's standby) — the cause, when a relay is fitted. A welded relay by
                  day therefore raises both: relay_stuck after its delay, day_burning after its own (TALQ names both).
@@ -110,7 +117,12 @@ def _schema():
             ),
             "lamp_failure": _with({"fail_frac": Float(0, 1, 0.3, doc="failed below this fraction of expected amps")},
                                   300, 300),
-            "day_burning": _with({}, 300, 120),
+            "day_burning": _with({
+                "sun_deg": Float(-6, 90, 6.0, doc="the sun at least this high (degrees) is daylight: no lamp should "
+                                                  "burn (6: ~25 min after sunrise near the equator)"),
+                "override_s": Int(0, 86400, 3600, doc="an override may burn by day this long before it counts as "
+                                                      "day burning; 0: no exemption"),
+            }, 300, 120),
             "relay_stuck": _with({
                 "enabled": Bool(True, doc="false on boards without a relay (PWM only)"),
                 "min_w": Float(0, 1000, 0.5, doc="draw through an open relay that means welded contacts (raise it to "
@@ -133,11 +145,15 @@ def _schema():
                     "max_lux": Float(0, 1000000, 200000.0),
                     "stuck_h": Float(1, 720, 24.0, doc="identical readings this long = stuck (a night is ~13 h of 0)"),
                     "dark_lux": Float(0, 100000, 5.0),
-                    "dark_day_h": Float(0.1, 48, 3.0),
+                    # dark_day / bright_night: while they mature a photocell-switched lamp burns by day or a
+                    # street is dark, so they are kept short. The thresholds are far from any real sky (the
+                    # darkest storm gives thousands of lux with the sun 15 degrees up, twilight ~3 lux at -6), and
+                    # a false raise is cheap: the program rules the lamp until the sensor proves itself again.
+                    "dark_day_h": Float(0.1, 48, 0.5, doc="hours below dark_lux with the sun above sun_high_deg"),
                     "bright_lux": Float(0, 1000000, 500.0),
-                    "bright_night_h": Float(0.1, 48, 3.0),
-                    "sun_high_deg": Float(0, 90, 30.0),
-                    "sun_low_deg": Float(-90, 0, -12.0),
+                    "bright_night_h": Float(0.1, 48, 0.5, doc="hours above bright_lux with the sun below sun_low_deg"),
+                    "sun_high_deg": Float(0, 90, 15.0),
+                    "sun_low_deg": Float(-90, 0, -6.0),
                 },
                 300, 600),
             "current_sensor": _with(
@@ -277,6 +293,7 @@ class FaultMonitor:
         self._dark_since = None
         self._bright_since = None
         self._cal_level_since = None
+        self._override_day_since = None  # when an override started burning the lamp by day
 
     # ---- boot and reporting -------------------------------------------------------------------------------------
 
@@ -289,6 +306,10 @@ class FaultMonitor:
 
     def active(self):
         return sorted(n for n, d in self._deb.items() if d.active)
+
+    def light_fault(self):
+        """True while light_sensor_fault is active: the controller must not let the photocell decide."""
+        return self._deb["light_sensor_fault"].active
 
     def snapshot(self):
         act = {}
@@ -422,6 +443,7 @@ class FaultMonitor:
         if c["current_sensor"]["enabled"]:
             self._emit(events, now, "current_sensor_fault", r is None, {"reading": _short(inp.get("reading"))})
 
+        self._day_burning(events, now, level, cmd_on, r, inp.get("sun"), inp.get("override"))
         if self._cal is not None:
             self._collect(now, level, cmd_on, r)
             r = None  # the node drives odd levels while calibrating: judge nothing electrical
@@ -439,7 +461,7 @@ class FaultMonitor:
 
     def _electrical(self, events, now, level, relay, cmd_on, on_s, r):
         c = self.cfg
-        fail = dayb = stuck = oc = uc = op = up = cyc = None
+        fail = stuck = oc = uc = op = up = cyc = None
         detail = None
         if r is not None:
             v, a, w, pf = r
@@ -448,8 +470,6 @@ class FaultMonitor:
             rs = c["relay_stuck"]
             if not relay and rs["enabled"]:
                 stuck = w >= rs["min_w"]
-            if level <= 0:
-                dayb = lit
             if cmd_on:
                 if self._prev_lit and not lit:
                     self._drops[self._drop_i] = now
@@ -490,13 +510,50 @@ class FaultMonitor:
                 self._prev_lit = None
                 self._lit_since = None
         self._emit(events, now, "relay_stuck", stuck, detail)
-        self._emit(events, now, "day_burning", dayb, detail)
         self._emit(events, now, "cycling", cyc, detail)
         self._emit(events, now, "lamp_failure", fail, detail)
         self._emit(events, now, "over_current", oc, detail)
         self._emit(events, now, "under_current", uc, detail)
         self._emit(events, now, "over_power", op, detail)
         self._emit(events, now, "under_power", up, detail)
+
+    def _day_burning(self, events, now, level, cmd_on, r, sun, override):
+        # See the module docstring. `r`: the checked reading, or None.
+        c = self.cfg
+        db = c["day_burning"]
+        if r is not None:
+            burning = r[1] >= c["lit_a"] and r[2] >= c["lit_w"]
+        else:
+            burning = True if cmd_on else None  # no meter: what the node drives is the best evidence there is
+        day = sun is not None and sun >= db["sun_deg"]
+        deliberate = bool(override) and burning is True and day and level > 0
+        if not deliberate:
+            self._override_day_since = None
+        if self._cal is not None:
+            cond = None  # calibration steps the lamp through its levels, by day too, on purpose
+        elif burning is None:
+            cond = None if level <= 0 or day else False  # commanded off, no meter: cannot tell
+        elif not burning:
+            cond = False
+        elif level <= 0:
+            cond = True  # lit although commanded off
+        elif not day:
+            cond = False
+        elif deliberate:
+            if self._override_day_since is None:
+                self._override_day_since = now
+            cond = True if now - self._override_day_since >= db["override_s"] else None
+        else:
+            cond = True
+        s = self._deb["day_burning"].step(now, cond)
+        if s:
+            # The detail is built only for the event: this check runs every step.
+            d = {"level": level, "sun": sun}
+            if r is not None:
+                d["v"] = r[0]
+                d["a"] = r[1]
+                d["w"] = r[2]
+            events.append(("day_burning", s > 0, d))
 
     def _light(self, events, now, lux, sun, ls):
         bad = not _num(lux) or lux < ls["min_lux"] or lux > ls["max_lux"]

@@ -261,7 +261,8 @@ class Node:
             ov = None
             self.state_file.dirty = True
             self.event(now, {"kind": "override_end"})
-        level, reason = self.controller.decide(now, tv, self.lux, ov)
+        # A light sensor the fault monitor has flagged must not decide (a stuck reading would keep a street dark).
+        level, reason = self.controller.decide(now, tv, self.lux, ov, self.faults.light_fault())
         clo = self.control_cfg["clo"]
         if clo["enabled"] and level > 0 and reason != "override":
             level = clo_level(level, self.meter.counters()["burn_h"], clo)
@@ -283,7 +284,7 @@ class Node:
             on_s = ticks_diff(now_ms, self._lit_since) // 1000 if lit and self._lit_since is not None else None
             for ev in self.faults.update(now, {
                 "level": self.lamp.level, "relay": lit, "on_s": on_s,
-                "reading": self.reading, "lux": self.lux, "sun": elev,
+                "reading": self.reading, "lux": self.lux, "sun": elev, "override": reason == "override",
             }):
                 self._event_fault(now, ev)
         self._persist(now)

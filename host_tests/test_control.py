@@ -102,7 +102,7 @@ def test_photocell_mode():
     # Dead sensor with valid time: the schedule takes over.
     for k in range(6):
         r = c.decide(at(21) + k, True, None, None)
-    assert r == (100, "program:default")
+    assert r == (100, "program:default (light sensor fault)")  # the reason says why the photocell is not used
 
 
 def test_hybrid_window():
@@ -134,7 +134,7 @@ def test_hybrid_window():
     c = control.Controller(cfg)
     for k in range(6):
         r = c.decide(sset - 1800 + k, True, None, None)
-    assert r == (0, "program:default")
+    assert r == (0, "program:default (light sensor fault)")
 
 
 def test_a_night_in_hybrid_mode_switches_once_each_way():
@@ -161,3 +161,74 @@ def test_a_night_in_hybrid_mode_switches_once_each_way():
     assert sset + 600 + 15 * 60 <= on <= sset + 600 + 20 * 60, (on - sset - 600) // 60
     assert srise - 600 + 120 <= off <= srise - 600 + 6 * 60, (off - srise + 600) // 60
     assert levels[1][1] == "photocell" and levels[2][1] == "program:default"
+
+
+# --- a light sensor flagged by the fault monitor (light_fault) stops deciding -----------------------------------
+
+FB = "program:default (light sensor fault)"
+
+
+def test_flagged_sensor_stuck_at_daylight_no_longer_keeps_the_street_dark():
+    # Photocell mode, the sensor frozen at a noon reading: plausible, so the photocell's own filter keeps trusting
+    # it and keeps the lamp off all night. Flagged (bright_night), the program rules and the reason says so.
+    c = control.Controller(make_cfg("photocell"))
+    t = at(21)
+    assert c.decide(t, True, LIGHT, None) == (0, "photocell")
+    assert c.decide(t + 1, True, LIGHT, None, False) == (0, "photocell")
+    assert c.decide(t + 2, True, LIGHT, None, True) == (100, FB)
+    assert c.decide(at(23, 30), True, LIGHT, None, True) == (60, FB)
+    assert c.decide(at(13, day=DAY + 1), True, LIGHT, None, True) == (0, FB)  # and off by day, by the program
+    # The fault clears (the sensor works again): the photocell decides at once, from its own filtered opinion.
+    assert c.decide(at(13, 1, day=DAY + 1), True, LIGHT, None, False) == (0, "photocell")
+
+
+def test_flagged_sensor_stuck_at_night_no_longer_burns_at_noon():
+    c = control.Controller(make_cfg("photocell"))
+    assert c.decide(at(12), True, DARK, None) == (100, "photocell")  # what the issue saw: 100 % in full sun
+    assert c.decide(at(12, 1), True, DARK, None, True) == (0, FB)
+    assert c.decide(at(21), True, DARK, None, True) == (100, FB)
+
+
+def test_flagged_sensor_without_time_is_the_failsafe():
+    # No clock: the photocell would decide, but it is flagged: default_level (on), never its "light" opinion.
+    c = control.Controller(make_cfg("photocell", default_level=90))
+    assert c.decide(3600, False, LIGHT, None) == (0, "photocell:no-time")
+    assert c.decide(3601, False, LIGHT, None, True) == (90, "failsafe")
+    c = control.Controller(make_cfg("astro"))
+    assert c.decide(3600, False, DARK, None, True) == (100, "failsafe")
+
+
+def test_flagged_sensor_in_hybrid_mode_only_changes_the_window():
+    cfg = make_cfg("hybrid")
+    c = control.Controller(cfg)
+    sset, srise, _, _ = c.schedule.sun_events(DAY)
+    # Inside the window a flagged sensor does not decide: the schedule, with the reason.
+    assert c.decide(sset - 1800, True, DARK, None, True) == (0, FB)
+    assert c.decide(sset + 1800, True, LIGHT, None, True) == (100, FB)
+    # Outside it the schedule rules anyway: no suffix, nothing was overruled.
+    assert c.decide(at(23, 30), True, LIGHT, None, True) == (60, "program:default")
+
+
+def test_flagged_sensor_changes_nothing_in_astro_mode_or_under_an_override():
+    c = control.Controller(make_cfg("astro"))
+    assert c.decide(at(21), True, LIGHT, None, True) == (100, "program:default")
+    assert c.decide(at(13), True, DARK, None, True) == (0, "program:default")
+    c = control.Controller(make_cfg("photocell"))
+    assert c.decide(at(13), True, DARK, {"level": 40, "until": None}, True) == (40, "override")
+
+
+def test_flagged_sensor_on_a_special_day_keeps_the_special_reason():
+    cal = [{"program": "eid", "dates": ["01-14"]}]
+    progs = {"default": [{"at": "sunset", "level": 100}, {"at": "sunrise", "level": 0}],
+             "eid": [{"at": "sunset", "level": 80}, {"at": "sunrise", "level": 0}]}
+    c = control.Controller(make_cfg("photocell", cal, progs))
+    assert c.decide(at(21), True, LIGHT, None, True) == (80, "special:eid (light sensor fault)")
+
+
+def test_flagged_fallback_allocates_no_new_tuple_per_decision():
+    # decide() runs every control step on a 100 KB heap: the fallback is built once per schedule segment.
+    c = control.Controller(make_cfg("photocell"))
+    first = c.decide(at(21), True, LIGHT, None, True)
+    assert c.decide(at(21, 1), True, LIGHT, None, True) is first
+    later = c.decide(at(23, 30), True, LIGHT, None, True)
+    assert later == (60, FB) and later is not first

@@ -21,7 +21,9 @@ STANDBY = (V, 0.013, 1.0, 0.35)  # a dim-to-off driver idling behind a closed (o
 CAL = [[10, healthy(10)[1]], [50, healthy(50)[1]], [100, healthy(100)[1]]]
 
 
-def inp(level=100, relay=None, on_s=100000, reading="healthy", lux=20000.0, sun=45.0):
+def inp(level=100, relay=None, on_s=100000, reading="healthy", lux=20000.0, sun=None):
+    # sun None (no valid time) by default: the lamp burning at level > 0 is then never judged as day burning, so
+    # the electrical tests see only what they are about; the day_burning tests give the sun.
     if relay is None:
         relay = level > 0
     if reading == "healthy":
@@ -330,9 +332,11 @@ def test_light_sensor_out_of_range_or_missing():
 
 
 def test_light_sensor_dark_with_sun_high_and_bright_at_night():
+    ls = DEF["light_sensor"]
+    assert (ls["dark_day_h"], ls["bright_night_h"], ls["sun_high_deg"], ls["sun_low_deg"]) == (0.5, 0.5, 15.0, -6.0)
     fm = FaultMonitor({}, LAMP)
-    log = run(fm, 0, 4 * 3600, lambda t: inp(lux=1.0 + (t % 3) * 0.5, sun=45.0), step=10)
-    assert log == [(3 * 3600, "light_sensor_fault", True)]
+    log = run(fm, 0, 4 * 3600, lambda t: inp(0, lux=1.0 + (t % 3) * 0.5, sun=45.0), step=10)
+    assert log == [(1800, "light_sensor_fault", True)]
     # Night gives no evidence that the sensor sees daylight again: it holds.
     assert run(fm, 4 * 3600, 10 * 3600, lambda t: inp(0, lux=(t % 5) * 0.1, sun=-30.0), step=10) == []
     log = run(fm, 10 * 3600, 11 * 3600, lambda t: inp(0, lux=20000.0 + t % 7, sun=40.0), step=10)
@@ -340,8 +344,8 @@ def test_light_sensor_dark_with_sun_high_and_bright_at_night():
 
     fm = FaultMonitor({}, LAMP)
     log = run(fm, 0, 4 * 3600, lambda t: inp(lux=2000.0 + t % 3, sun=-30.0), step=10)
-    assert log == [(3 * 3600, "light_sensor_fault", True)]
-    # Twilight (-12 .. 30 deg) proves nothing either way.
+    assert log == [(1800, "light_sensor_fault", True)]
+    # Twilight (-6 .. 15 deg) proves nothing either way.
     assert run(fm, 4 * 3600, 5 * 3600, lambda t: inp(lux=2000.0 + t % 3, sun=0.0), step=10) == []
     assert fm.active() == ["light_sensor_fault"]
 
@@ -435,3 +439,105 @@ def test_condition_that_flickers_does_not_raise():
     # Relay open, current present 54 s out of every 55: never 60 s in a row.
     log = run(fm, 3600, 3600 + 5000, lambda t: inp(0, relay=False, reading=healthy() if t % 55 else DARK))
     assert log == []
+
+
+# --- day_burning by the sun: the lamp burns in daylight with a valid clock, whatever the cause ------------------
+
+def by_day(level=100, reading="healthy", override=False, sun=45.0, relay=None):
+    x = inp(level, relay=relay, reading=reading, lux=20000.0 + 0.0, sun=sun)
+    x["override"] = override
+    return x
+
+
+def test_day_burning_defaults():
+    db = DEF["day_burning"]
+    assert (db["delay_s"], db["clear_s"], db["sun_deg"], db["override_s"]) == (300, 120, 6.0, 3600)
+
+
+def test_lamp_lit_as_commanded_in_daylight_is_day_burning():
+    # A photocell fooled into "dark" (stuck at a night reading) lights the lamp at noon: the program is not the
+    # cause, the lamp is lit as commanded, and it is still "on when it should be off".
+    fm = FaultMonitor({}, LAMP)
+    log = run(fm, 0, 1000, lambda t: by_day(sun=40.0 + (t % 7) * 0.01))
+    assert log == [(300, "day_burning", True)]
+    events = []
+    fm2 = FaultMonitor({}, LAMP)
+    t = 0
+    while not events:
+        events = fm2.update(t, by_day())
+        t += 1
+    name, on, detail = events[0]
+    assert (name, on) == ("day_burning", True)
+    assert detail["level"] == 100 and detail["sun"] == 45.0 and approx(detail["w"], 60.0, 1e-9)
+    # The lamp goes off (the controller fell back to the program): cleared after clear_s.
+    log = run(fm, 1000, 2000, by_day(0))
+    assert log == [(1000 + 120, "day_burning", False)]
+    assert fm.active() == []
+
+
+def test_sun_threshold_is_inclusive_and_twilight_is_not_day():
+    fm = FaultMonitor({}, LAMP)
+    assert run(fm, 0, 2000, by_day(sun=5.99)) == []  # just after sunrise a lamp may still burn
+    log = run(fm, 2000, 3000, by_day(sun=6.0))
+    assert log == [(2300, "day_burning", True)]
+    # The sun sinks below the threshold with the lamp still on (evening): that is no longer day burning.
+    assert run(fm, 3000, 4000, by_day(sun=2.0)) == [(3120, "day_burning", False)]
+    fm = FaultMonitor({"day_burning": {"sun_deg": 20.0}}, LAMP)
+    assert run(fm, 0, 2000, by_day(sun=19.0)) == []
+
+
+def test_no_clock_judges_only_the_level_0_rule():
+    fm = FaultMonitor({}, LAMP)
+    assert run(fm, 0, 3000, by_day(sun=None)) == []  # burning, but nobody knows it is day
+
+
+def test_without_a_meter_the_command_is_the_evidence():
+    # Meter dead (reading None): a lamp the node itself drives on by day is day burning; a lamp commanded off
+    # cannot be judged either way (a welded relay would be invisible), so an active alarm holds.
+    fm = FaultMonitor({"current_sensor": {"enabled": False}}, LAMP)
+    log = run(fm, 0, 1000, by_day(reading=None))
+    assert log == [(300, "day_burning", True)]
+    assert run(fm, 1000, 5000, by_day(0, reading=None)) == []
+    assert fm.active() == ["day_burning"]
+    # At night the lamp commanded on is what should happen: healthy evidence, it clears.
+    assert run(fm, 5000, 6000, by_day(reading=None, sun=-20.0)) == [(5120, "day_burning", False)]
+
+
+def test_an_override_by_day_is_deliberate_for_override_s():
+    # A technician's test at noon: no alarm for override_s; an override forgotten for the day: raised after
+    # override_s + delay_s of burning by day.
+    fm = FaultMonitor({}, LAMP)
+    assert run(fm, 0, 3600, by_day(override=True), step=10) == []
+    log = run(fm, 3600, 5000, by_day(override=True), step=10)
+    assert log == [(3600 + 300, "day_burning", True)]
+    assert run(fm, 5000, 6000, by_day(0, override=True), step=10) == [(5120, "day_burning", False)]
+    # The grace restarts when the override stops burning by day (here: it ends, the lamp is off for a while).
+    log = run(fm, 6000, 9000, by_day(override=True), step=10)
+    assert log == []
+    # An override that keeps the lamp at 0 while it is lit (a welded relay) gets no grace.
+    fm = FaultMonitor({}, LAMP)
+    log = run(fm, 0, 1000, by_day(0, override=True, relay=False, reading=healthy()))
+    assert only(log, "day_burning") == [(300, True)]
+    # override_s 0: no exemption at all.
+    fm = FaultMonitor({"day_burning": {"override_s": 0}}, LAMP)
+    assert run(fm, 0, 1000, by_day(override=True)) == [(300, "day_burning", True)]
+
+
+def test_calibration_by_day_raises_no_day_burning():
+    fm = FaultMonitor({}, LAMP)
+    fm.calibrate_start(0)
+    assert run(fm, 0, 2000, by_day()) == []
+    fm.calibrate_stop(2000)
+    assert run(fm, 2000, 3000, by_day()) == [(2300, "day_burning", True)]
+
+
+def test_light_fault_flag_follows_light_sensor_fault():
+    fm = FaultMonitor({}, LAMP)
+    assert fm.light_fault() is False
+    run(fm, 0, 1000, inp(0, lux=None))
+    assert fm.light_fault() is True and "light_sensor_fault" in fm.active()
+    run(fm, 1000, 3000, lambda t: inp(0, lux=100.0 + t))
+    assert fm.light_fault() is False
+    # Restored from a snapshot: flagged at once after a reboot, before any new evidence.
+    fm = FaultMonitor({}, LAMP, {"v": 1, "active": {"light_sensor_fault": 5}, "light_reason": "bright_night"})
+    assert fm.light_fault() is True

@@ -5,8 +5,8 @@ import json
 import os
 
 from drivers.filestore import FileStore
-from drivers.sim import (CLOCK_FILE, CYCLING_OFF_S, CYCLING_ON_S, DEFAULT_START_T2K, SIM_SCHEMA, TICKS_MASK,
-                         SimClock, SimWorld, clear_sky_lux, load_sim, make_board)
+from drivers.sim import (CLOCK_FILE, CYCLING_OFF_S, CYCLING_ON_S, DEFAULT_START_T2K, OVER_POWER, SIM_SCHEMA,
+                         TICKS_MASK, UNDER_POWER, SimClock, SimRadio, SimWorld, clear_sky_lux, load_sim, make_board)
 from firmware import astro
 from firmware.schema import Invalid
 from firmware.timebase import days_from_civil
@@ -314,6 +314,27 @@ def test_fault_windows_lamp_and_meter():
         _rmtree(d)
 
 
+def test_under_and_over_power_scale_watts_and_amps_alike():
+    # under_power: part of the LED strings open; over_power: an overdriving driver. Power and current move together
+    # (the same power factor), the lamp stays lit and the reading stays physically possible.
+    t0 = _local(20)
+    for kind, k in (("under_power", UNDER_POWER), ("over_power", OVER_POWER)):
+        b, ft, d = _faulty_board(kind, t0, t0 + 600)
+        try:
+            b.lamp.set_output(1.0)
+            b.lamp.set_relay(True)
+            v0, a0, w0, pf0 = b.meter.read()
+            ft.advance(200 * 1000)
+            v, a, w, pf = b.meter.read()
+            assert approx(w / w0, k, 0.03) and approx(a / a0, k, 0.05), (kind, w / w0, a / a0)
+            assert approx(pf, pf0, 1e-6) and approx(w, v * a * pf, 1e-6)
+            assert approx(b.meter.true_watts() / (b.world.lamp["nominal_w"]), k, 1e-6)  # the truth has it too
+            ft.advance(600 * 1000)
+            assert approx(b.meter.read()[2] / w0, 1.0, 0.03)  # the window ended
+        finally:
+            _rmtree(d)
+
+
 def test_cycling_drops_out_a_minute_every_few_minutes():
     t0 = _local(19)
     b, ft, d = _faulty_board("cycling", t0, None, lamp={"warmup_s": 60})
@@ -344,13 +365,18 @@ def test_cycling_drops_out_a_minute_every_few_minutes():
         _rmtree(d)
 
 
-def test_net_down_windows_and_rssi():
-    t0 = _local(19)
+def _net_board(t0, windows):
+    """A board whose world starts at t0 with these (from, to) offsets as net_down windows → (board, ft, dir)."""
     ft = FakeTime()
     d = _tmpdir()
+    sim = {"start_t2k": t0, "net_down": [{"from": t0 + a, "to": t0 + z} for a, z in windows]}
+    return make_board(None, d, sim, "power_on", ft.real_ms, ft.mono_ms), ft, d
+
+
+def test_net_down_windows_and_rssi():
+    t0 = _local(19)
+    b, ft, d = _net_board(t0, [(10, 20)])
     try:
-        b = make_board(None, d, {"start_t2k": t0, "net_down": [{"from": t0 + 10, "to": t0 + 20}]}, "power_on",
-                       ft.real_ms, ft.mono_ms)
         assert b.net.up()
         r = b.net.rssi()
         assert isinstance(r, int) and -80 <= r <= -40
@@ -360,6 +386,134 @@ def test_net_down_windows_and_rssi():
         assert b.net.up()
         b.net.connect()
         assert b.net.connects == 1
+    finally:
+        _rmtree(d)
+
+
+class FakeHostSocket:
+    """The host's socket, as a unit-test fake: records what was sent, hands out what the test queued."""
+
+    def __init__(self, host):
+        self.host = host
+        self.sent = []
+        self.inbox = []
+        self.closed = False
+        self.blocking = True
+        self.timeout = None
+        self.connected = None
+
+    def connect(self, addr):
+        self.connected = addr
+
+    def write(self, buf, n):
+        self.sent.append(bytes(buf[:n]))
+        return n
+
+    def sendto(self, buf, addr):
+        self.sent.append(bytes(buf))
+        return len(buf)
+
+    def read(self, n):
+        return self.inbox.pop(0)[:n] if self.inbox else None
+
+    def recv(self, n):
+        if not self.inbox:
+            raise OSError(11)
+        return self.inbox.pop(0)[:n]
+
+    def setblocking(self, flag):
+        self.blocking = flag
+
+    def settimeout(self, t):
+        self.timeout = t
+
+    def fileno(self):
+        return 42
+
+    def close(self):
+        self.closed = True
+
+
+class FakeHostModule:
+    AF_INET = 2
+    SOCK_STREAM = 1
+    SOCK_DGRAM = 2
+
+    def __init__(self):
+        self.made = []
+
+    def socket(self, *args):
+        s = FakeHostSocket(self)
+        self.made.append((args, s))
+        return s
+
+    def getaddrinfo(self, host, port, *args):
+        return [(2, 1, 0, "", (host, port))]
+
+
+def test_radio_cuts_connections_for_good_and_refuses_new_ones_while_the_net_is_down():
+    t0 = _local(19)
+    b, ft, d = _net_board(t0, [(10, 20), (100, 101)])
+    try:
+        host = FakeHostModule()
+        radio = SimRadio(b.world, b.clock, host)
+        assert radio.AF_INET == 2 and radio.SOCK_DGRAM == 2  # constants are the host's
+        assert radio.getaddrinfo("broker", 1883)[0][-1] == ("broker", 1883)
+        s = radio.socket()
+        raw = host.made[0][1]
+        s.settimeout(5)
+        s.connect(("127.0.0.1", 1883))
+        assert raw.connected == ("127.0.0.1", 1883)
+        assert s.write(b"abc", 2) == 2 and raw.sent == [b"ab"]
+        raw.inbox.append(b"\x20\x02")
+        assert s.read(1) == b"\x20"
+        assert s.ioctl(10, 0) == 42  # poll waits on the host socket itself
+        ft.advance(15 * 1000)  # inside the first window
+        assert not b.net.up()
+        assert s.write(b"lost", 4) == 4 and raw.sent == [b"ab"]  # written into the air
+        raw.inbox.append(b"\x30")
+        assert s.read(1) is None and raw.inbox == []  # what the broker sent never arrives (drained, lost)
+        assert raw.timeout == 5  # the socket's own timeout is back after draining
+        s2 = radio.socket(2, 1)
+        assert raises(OSError, s2.connect, ("127.0.0.1", 1883)).args[0] == 113  # EHOSTUNREACH
+        ft.advance(10 * 1000)  # the net is back: the old connection stays dead, a new one works
+        assert b.net.up()
+        assert s.write(b"x", 1) == 1 and raw.sent == [b"ab"]
+        raw.inbox.append(b"")  # the broker gave up on us and closed: met as a timeout
+        assert raises(OSError, s.read, 1).args[0] == 110
+        s3 = radio.socket()
+        s3.connect(("127.0.0.1", 1883))
+        assert s3.write(b"ok", 2) == 2 and host.made[-1][1].sent == [b"ok"]
+        # A window the node slept through (t0+100..101, never seen "down") still kills the connection.
+        ft.advance(80 * 1000)
+        assert b.net.up()
+        assert s3.write(b"late", 4) == 4 and host.made[-1][1].sent == [b"ok"]
+        s3.close()
+        assert host.made[-1][1].closed
+    finally:
+        _rmtree(d)
+
+
+def test_radio_loses_datagrams_only_while_the_net_is_down():
+    t0 = _local(19)
+    b, ft, d = _net_board(t0, [(10, 20)])
+    try:
+        host = FakeHostModule()
+        radio = SimRadio(b.world, b.clock, host)
+        u = radio.socket(radio.AF_INET, radio.SOCK_DGRAM)
+        raw = host.made[0][1]
+        u.setblocking(False)
+        assert u.sendto(b"ntp?", ("pool", 123)) == 4 and raw.sent == [b"ntp?"]
+        ft.advance(15 * 1000)
+        assert u.sendto(b"lost", ("pool", 123)) == 4 and raw.sent == [b"ntp?"]
+        raw.inbox.append(b"answer")
+        assert raises(OSError, u.recv, 64).args[0] == 11 and raw.inbox == []  # EAGAIN, the datagram lost
+        assert raw.blocking is False
+        ft.advance(10 * 1000)
+        raw.inbox.append(b"answer")
+        assert u.recv(64) == b"answer"  # datagrams are not a connection: the next one gets through
+        assert b.world.net_lost_between(t0 + 5, t0 + 10) and not b.world.net_lost_between(t0 + 20, t0 + 30)
+        assert b.world.net_lost_between(t0, t0 + 100) and not b.world.net_lost_between(t0, t0 + 9)
     finally:
         _rmtree(d)
 

@@ -140,9 +140,12 @@ GROUP = Str(32, minlen=1, charset=NAME_CHARS, doc="group name")
 FW = Str(32, minlen=1, doc="firmware version")
 T = Nullable(Int(946684800, UNIX_MAX), doc="Unix seconds by the node's clock; null while its time is not valid")
 LEVEL = Int(0, 100, doc="lamp level in %")
-REASON = Pattern(40, "^(override|calibrate|photocell|photocell:no-time|failsafe|(special|program):[a-z0-9_-]{1,16})$",
+REASON = Pattern(48, "^(override|calibrate|photocell|photocell:no-time|failsafe|"
+                     "(special|program):[a-z0-9_-]{1,16}( \\(light sensor fault\\))?)$",
                  doc="who decided the level: override, calibrate (the calibrate command steps the lamp), "
-                     "special:<program>, program:<program>, photocell, photocell:no-time or failsafe")
+                     "special:<program>, program:<program>, photocell, photocell:no-time or failsafe; a program "
+                     "reason ends in \" (light sensor fault)\" where the photocell would rule but its sensor is "
+                     "flagged (light_sensor_fault) or gives no readings")
 ACTIVE_FAULTS = tuple(n for n in faults.NAMES if n != "supply_loss")  # supply_loss is momentary, never active
 ENERGY_WH = Float(0, 1e9, doc="lamp energy since commissioning, Wh")
 BURN_H = Float(0, 1e6, doc="lamp burning hours")
@@ -231,6 +234,8 @@ DETAIL = AnyOf([
     _out({"reason": Enum(("range", "stuck", "dark_day", "bright_night")), "lux": Nullable(Float(-1e9, 1e9))},
          doc="light_sensor_fault"),
     _out({"cause": Enum(("power_on", "brownout"))}, doc="supply_loss"),
+    _out({"level": Float(0, 100), "sun": Nullable(Float(-90, 90)), "v": Opt(_F), "a": Opt(_F), "w": Opt(_F)},
+         doc="day_burning: the level, the sun's elevation (null without valid time) and the reading if any"),
     Const(None),
 ], doc="what the detector saw")
 

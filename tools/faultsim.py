@@ -7,9 +7,9 @@ Run from the repo root, on either runtime:
 A FaultSim builds a drivers/sim.py SimBoard whose clocks are counters it advances itself (`real_ms` drives world
 time at the sim's speed, `mono_ms` the ticks), so a simulated year takes seconds. Each step runs the chain that
 firmware/node.py Node.control_step runs, in the same order and with the same inputs:
-    clock.now → light.read_lux → Controller.decide → LampOutput.set_target + step → lamp.set_relay/set_output
-    → meter.read → Meter.update(now, reading, relay) → astro.sun_elevation (time valid only)
-    → FaultMonitor.update(now, {level, relay, on_s, reading, lux, sun})
+    clock.now → light.read_lux → Controller.decide(..., FaultMonitor.light_fault()) → LampOutput.set_target + step
+    → lamp.set_relay/set_output → meter.read → Meter.update(now, reading, relay) → astro.sun_elevation (time valid
+    only) → FaultMonitor.update(now, {level, relay, on_s, reading, lux, sun, override})
 with `relay` the LampOutput's relay flag, `level` its driven level and `on_s` the whole seconds since that relay
 last closed (ticks_diff, like the node). What node.py does besides (MQTT, persistence, OTA, CLO, overrides,
 identify, the 50 ms fade cadence) is left out: none of it feeds the fault monitor or the meter.
@@ -153,7 +153,7 @@ class FaultSim:
         now = b.clock.now()
         tv = self.time.valid
         lux = b.light.read_lux()
-        level, reason = self.controller.decide(now, tv, lux, self.override)
+        level, reason = self.controller.decide(now, tv, lux, self.override, self.faults.light_fault())
         clo = self.cfg["clo"]
         if clo["enabled"] and level > 0 and reason != "override":
             level = clo_level(level, self.meter.counters()["burn_h"], clo)
@@ -173,7 +173,8 @@ class FaultSim:
         self.meter.update(now, reading, lit, lamp.expected_w() if lit else 0.0)  # as firmware/node.py does
         elev = astro.sun_elevation(now, self.site["lat"], self.site["lon"]) if tv else None
         on_s = ticks_diff(now_ms, self._lit_since) // 1000 if lit and self._lit_since is not None else None
-        inp = {"level": lamp.level, "relay": lit, "on_s": on_s, "reading": reading, "lux": lux, "sun": elev}
+        inp = {"level": lamp.level, "relay": lit, "on_s": on_s, "reading": reading, "lux": lux, "sun": elev,
+               "override": reason == "override"}
         self.inputs = inp
         evs = self.faults.update(now, inp)
         # Exact energy: the power set by the previous step held until now.
