@@ -17,8 +17,9 @@
 
 Exit status: 0 every node answered ok; 1 some node errored, timed out or was offline; 2 usage or validation error
 (nothing was sent); 3 broker unreachable. Settings come from flags, then the environment (FLEET_BROKER, FLEET_USER,
-FLEET_PASSWORD, FLEET_CA, FLEET_KEY, FLEET_GROUP_KEY, FLEET_PREFIX), then the config file (--config, default
-~/.config/streetlight/fleet.json: {"broker", "user", "password", "ca", "key", "group_key", "prefix"}).
+FLEET_PASSWORD, FLEET_CA, FLEET_CERT, FLEET_CERT_KEY, FLEET_KEY, FLEET_GROUP_KEY, FLEET_PREFIX), then the config
+file (--config, default ~/.config/streetlight/fleet.json: {"broker", "user", "password", "ca", "cert", "cert_key",
+"key", "group_key", "prefix"}). tools/ota.py takes the same settings (add_settings_args, load_settings, connect).
 
 Commands are checked locally with the node's own schemas (firmware/commands.py COMMANDS, firmware/config.py) before
 anything is sent. With a key, every command is signed by tools/signing.py (same canonical form as the node).
@@ -96,7 +97,8 @@ def load_settings(args, env=None):
         raise UsageError("config file %s not found" % path)
     out = {}
     for key, flag in (("broker", "broker"), ("user", "user"), ("password", "password"), ("ca", "ca"),
-                      ("key", "key"), ("group_key", "group_key"), ("prefix", "prefix")):
+                      ("cert", "cert"), ("cert_key", "cert_key"), ("key", "key"), ("group_key", "group_key"),
+                      ("prefix", "prefix")):
         v = getattr(args, flag, None)
         if v is None:
             v = env.get("FLEET_" + key.upper())
@@ -120,17 +122,31 @@ def make_signer(settings):
     return Signer(default_node_key=key, group_key=gkey or key)
 
 
-def connect(settings, client_id=None):
-    """An Operator (tools/operator_client.py) connected to the configured broker, or Unreachable."""
+def tls_options(settings, tls_on):
+    """paho's tls_set() arguments for the settings (None: plain MQTT). A named file that is not there is a usage
+    error here, not a misleading "broker unreachable" later."""
+    files = {"ca_certs": settings.get("ca"), "certfile": settings.get("cert"), "keyfile": settings.get("cert_key")}
+    for what, path in (("--ca", files["ca_certs"]), ("--cert", files["certfile"]), ("--cert-key", files["keyfile"])):
+        if path and not os.path.isfile(path):
+            raise UsageError("%s %s: no such file" % (what, path))
+    if files["keyfile"] and not files["certfile"]:
+        raise UsageError("--cert-key needs --cert (the client certificate it belongs to)")
+    if not (tls_on or any(files.values())):
+        return None
+    return {k: v for k, v in files.items() if v}
+
+
+def connect(settings, client_id=None, operator_class=None):
+    """An Operator (tools/operator_client.py, or `operator_class` built on it) connected to the configured broker,
+    or Unreachable."""
     from operator_client import Operator
 
     tls_on, host, port = parse_broker_url(settings["broker"])
-    tls = None
-    if tls_on or settings.get("ca"):
-        tls = {"ca_certs": settings["ca"]} if settings.get("ca") else {}
+    tls = tls_options(settings, tls_on)
     try:
-        return Operator(host, port, prefix=settings["prefix"], client_id=client_id, user=settings.get("user"),
-                        password=settings.get("password"), tls=tls, signer=make_signer(settings))
+        return (operator_class or Operator)(host, port, prefix=settings["prefix"], client_id=client_id,
+                                            user=settings.get("user"), password=settings.get("password"), tls=tls,
+                                            signer=make_signer(settings))
     except (OSError, RuntimeError) as e:
         raise Unreachable("broker %s unreachable: %s" % (settings["broker"], e))
 
@@ -723,8 +739,9 @@ def cmd_collect(settings, run, args):
                          protocol=mqtt.MQTTv311)
     if settings.get("user") is not None:
         client.username_pw_set(settings["user"], settings.get("password"))
-    if tls_on or settings.get("ca"):
-        client.tls_set(ca_certs=settings.get("ca"))
+    tls = tls_options(settings, tls_on)
+    if tls is not None:
+        client.tls_set(**tls)
     lock = threading.Lock()
     counts = {"messages": 0}
     connected = threading.Event()
@@ -791,16 +808,23 @@ def _targets(p):
     p.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for the replies (default 10)")
 
 
-def build_parser():
-    ap = argparse.ArgumentParser(prog="fleet", description=__doc__.split("\n")[0])
+def add_settings_args(ap):
+    """The broker and signing settings every fleet tool takes (tools/ota.py too); load_settings() reads them."""
     ap.add_argument("--broker", help="mqtt://host:port or mqtts://host:port (FLEET_BROKER)")
     ap.add_argument("--user", help="MQTT user (FLEET_USER)")
     ap.add_argument("--password", help="MQTT password (FLEET_PASSWORD)")
     ap.add_argument("--ca", help="CA certificate file for mqtts:// (FLEET_CA)")
+    ap.add_argument("--cert", help="client certificate file (PEM) for brokers that require one (FLEET_CERT)")
+    ap.add_argument("--cert-key", help="private key file of --cert (FLEET_CERT_KEY)")
     ap.add_argument("--key", help="HMAC key: sign every command (FLEET_KEY)")
     ap.add_argument("--group-key", help="HMAC key for group/broadcast commands; default --key (FLEET_GROUP_KEY)")
     ap.add_argument("--prefix", help="topic prefix, default city/lights (FLEET_PREFIX)")
     ap.add_argument("--config", help="settings file (default ~/.config/streetlight/fleet.json)")
+
+
+def build_parser():
+    ap = argparse.ArgumentParser(prog="fleet", description=__doc__.split("\n")[0])
+    add_settings_args(ap)
     ap.add_argument("--json", action="store_true", help="machine-readable output (one JSON document)")
     ap.add_argument("--wait", type=float, default=3.0, help="max seconds to gather retained status/state (default 3)")
     sub = ap.add_subparsers(dest="command", metavar="COMMAND")
