@@ -58,6 +58,15 @@ def node_factory(tmp_path):
         vn.stop()
 
 
+@pytest.fixture(scope="session")
+def esp32_micropython():
+    """Path of the esp32-shaped MicroPython with the current firmware frozen in (host_tests/mpbins.py); the test is
+    skipped, in one line naming the Debian package, where the i686 compiler is missing."""
+    import mpbins
+
+    return mpbins.esp32_binary()
+
+
 # --- The contract, checked on every end-to-end test (host_tests/contract_check.py) ----------------------------------
 
 

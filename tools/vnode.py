@@ -1,11 +1,30 @@
 """Runs one virtual lamp post: the firmware under the MicroPython unix port on drivers/sim.py, restarted like a chip.
 
     python tools/vnode.py --dir DIR [--config FILE] [--sim FILE] [--cause power_on] [--log FILE]
+                          [--micropython PATH | --esp32] [--placement files|frozen] [--heap 112K]
 
 DIR is the node's flash: it gets config.json (the given file, else a minimal one unless one is there already) and
-sim.json (likewise, validated against drivers.sim.SIM_SCHEMA). The node runs with cwd=DIR and
-MICROPYPATH=.frozen:<repo>:<repo>/lib. Like an ESP32, it first runs boot.py (the crash-loop guard), then main.py, in one
-interpreter: `micropython -c "import boot; import main"`.
+sim.json (likewise, validated against drivers.sim.SIM_SCHEMA). Like an ESP32, the node first runs boot.py (the
+crash-loop guard), then main.py, in one interpreter: `micropython -c "import boot; import main"`, with cwd=DIR.
+
+The simulated world's clock is set in sim.json: `start_t2k` is the world time (seconds since 2000-01-01 UTC) when
+the node is first created, and `speed` is world seconds per real second (1 = real time, 720 = a night in a minute);
+`rtc_valid_at_boot`, `rtc_battery` and `ticks_offset` (start ticks_ms near 2^30 to cross its wrap) do the rest.
+Example: {"start_t2k": 849182400, "speed": 60} starts at 2026-11-28 12:00 UTC (19:00 in Padang), a world
+minute a real second.
+Every field, with its range: drivers/sim.py SIM_SCHEMA.
+
+Which MicroPython (`--micropython`, default: the project's native build from tools/mpbuild.py where it has been
+built, else the pip-packaged one next to this Python; a node configured for TLS always takes the pip one, the only
+one with TLS). `--esp32` takes the esp32-shaped build (32-bit, float32, 2 heap areas; `make mp-esp32` builds it).
+
+Where the code comes from (`--placement`):
+* files (default) — the repo's boot.py, main.py, firmware/, drivers/ and lib/ as source: MICROPYPATH=<repo>:
+  <repo>/lib:.frozen. The repo comes before .frozen so that on a binary with the firmware frozen in, the files win.
+* frozen — as on the city's ESP32 image: DIR holds only boot.py and main.py (copied from the repo), config.json and
+  sim.json; every other module must come from the binary's frozen image (MICROPYPATH=:.frozen:lib, the ESP32's
+  sys.path order '', '.frozen', 'lib'). DIR may not hold firmware/, drivers/ or umqtt/: they would shadow the frozen
+  modules.
 
 Resets, as the supervisor sees them:
 * exit 78 — `system.reset()`, a soft reset: restarted with SIM_RESET_CAUSE=soft.
@@ -34,10 +53,16 @@ from drivers.sim import RESET_FILE, SIM_SCHEMA, SOFT_EXIT, WDT_EXIT  # noqa: E40
 from firmware.schema import NAME_CHARS  # noqa: E402
 
 BOOTSTRAP = "import boot\nimport main\n"  # the ESP32's order: boot.py, then main.py, in one interpreter
-# The device's own search order: frozen modules first (ssl and asyncio are frozen into the unix port, as into the
-# ESP32 image), then the code, then its libraries. Setting MICROPYPATH replaces the default path, so ".frozen" must
-# be named or `import ssl` fails.
-MICROPYPATH = os.pathsep.join((".frozen", ROOT, os.path.join(ROOT, "lib")))
+PLACEMENTS = ("files", "frozen")
+# Code from the repo's files: the code, then its libraries, then the frozen modules (ssl and asyncio are frozen into
+# the pip unix port; our esp32-shaped build freezes the firmware itself, which the files must win over). Setting
+# MICROPYPATH replaces the default path, so ".frozen" must be named or `import ssl` fails.
+MICROPYPATH = os.pathsep.join((ROOT, os.path.join(ROOT, "lib"), ".frozen"))
+# Code frozen in: the ESP32's own sys.path ('', '.frozen', '/lib'). The empty entry is the cwd (DIR, with boot.py and
+# main.py) even when a script is run, where the unix port replaces sys.path[0] by the script's folder.
+MICROPYPATH_FROZEN = os.pathsep.join(("", ".frozen", "lib"))
+FROZEN_FILES = ("boot.py", "main.py")  # what the frozen placement copies onto the node's flash
+SHADOWING = ("firmware", "drivers", "umqtt")  # folders in DIR that would win over the frozen packages
 
 
 def micropython_binary():
@@ -49,6 +74,32 @@ def micropython_binary():
     if not found:
         raise RuntimeError("micropython not found: run `make venv` first")
     return found
+
+
+def host_micropython():
+    """The project's native build (tools/mpbuild.py native) where it has been built: 2.5 MB RSS a process against
+    12.3 MB for the pip one, which runs MicroPython inside a CPython. Else the pip one."""
+    import mpbuild
+
+    return mpbuild.built_native() or micropython_binary()
+
+
+def esp32_micropython():
+    """The esp32-shaped build for the current sources (built now when missing: about a minute; raises
+    mpbuild.BuildError without the i686 compiler)."""
+    import mpbuild
+
+    return mpbuild.build_esp32()
+
+
+def _uses_tls(cfg_path):
+    try:
+        with open(cfg_path) as f:
+            doc = json.load(f)
+    except (OSError, ValueError):
+        return False
+    mqtt = doc.get("mqtt") if isinstance(doc, dict) else None
+    return isinstance(mqtt, dict) and bool(mqtt.get("tls"))
 
 
 def minimal_config(node_dir):
@@ -78,12 +129,17 @@ class VirtualNode:
     run instead of the firmware (tests use stand-ins); `boot`: a boot script run first (default: the repo's
     boot.py when `main` is the repo's main.py). `log`: file collecting the node's output (default DIR/node.log;
     "-" = this process's stdout). `mp_args`: extra micropython arguments, e.g. ["-X", "heapsize=128K"].
+    `micropython`: the binary (default: host_micropython(), or the pip one for a TLS config); `placement`: "files"
+    or "frozen" (see the module's docstring; "frozen" needs a binary with the firmware frozen in).
 
     After a run: `history` lists (reset cause given, exit code) per boot, the code being 77 for a watchdog reset;
     `returncode` is the code that ended supervision (None while supervised)."""
 
     def __init__(self, dir, config=None, sim=None, env=None, main=None, boot=None, micropython=None, mp_args=(),
-                 log=None, max_restarts=None):
+                 log=None, max_restarts=None, placement="files"):
+        if placement not in PLACEMENTS:
+            raise ValueError("placement must be one of %s, not %r" % (", ".join(PLACEMENTS), placement))
+        self.placement = placement
         self.dir = os.path.abspath(dir)
         self.config = config
         self.sim = sim
@@ -92,7 +148,7 @@ class VirtualNode:
         if boot is None and not main and os.path.exists(os.path.join(ROOT, "boot.py")):
             boot = os.path.join(ROOT, "boot.py")
         self.boot = os.path.abspath(boot) if boot else None
-        self.micropython = micropython or micropython_binary()
+        self.micropython = micropython  # None: chosen at each boot from the config (TLS or not)
         self.mp_args = list(mp_args)
         self.log_path = log or os.path.join(self.dir, "node.log")
         self.max_restarts = max_restarts
@@ -123,11 +179,25 @@ class VirtualNode:
             _write_json(sim_path, doc)
         elif not os.path.exists(sim_path):
             _write_json(sim_path, {})
+        if self.placement == "frozen":
+            found = [d for d in SHADOWING if os.path.exists(os.path.join(self.dir, d))]
+            if found:
+                raise ValueError("%s: %s would shadow the frozen modules" % (self.dir, ", ".join(found)))
+            for name in FROZEN_FILES:
+                shutil.copyfile(os.path.join(ROOT, name), os.path.join(self.dir, name))
+
+    def binary(self):
+        """The micropython this node boots with."""
+        if self.micropython:
+            return self.micropython
+        if _uses_tls(os.path.join(self.dir, "config.json")):
+            return micropython_binary()
+        return host_micropython()
 
     # --- processes ---
 
     def _command(self):
-        cmd = [self.micropython] + self.mp_args
+        cmd = [self.binary()] + self.mp_args
         if self.boot is None:
             return cmd + [self.main]
         if os.path.dirname(self.boot) != ROOT or os.path.dirname(self.main) != ROOT:
@@ -141,7 +211,7 @@ class VirtualNode:
             os.remove(marker)  # a stale record must not turn the next crash into a "watchdog reset"
         env = dict(os.environ)
         env.update(self.env)
-        env["MICROPYPATH"] = MICROPYPATH
+        env["MICROPYPATH"] = MICROPYPATH_FROZEN if self.placement == "frozen" else MICROPYPATH
         env["SIM_RESET_CAUSE"] = cause
         self.boots += 1
         self.cause = cause
@@ -290,18 +360,40 @@ def _write_json(path, doc):
     os.replace(tmp, path)
 
 
+_CLOCK_HELP = """The simulated clock is set in sim.json (--sim FILE): "start_t2k" = world time in seconds since
+2000-01-01 UTC when the node is first created, "speed" = world seconds per real second (720: a night in a minute).
+Also "rtc_valid_at_boot", "rtc_battery", "ticks_offset". Example sim.json: {"start_t2k": 849182400, "speed": 60}
+(2026-11-28 12:00 UTC = 19:00 in Padang, a world minute a real second). Every field: drivers/sim.py SIM_SCHEMA."""
+
+
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=_CLOCK_HELP,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--dir", required=True, help="the node's data directory (its flash)")
     ap.add_argument("--config", help="config.json to install")
     ap.add_argument("--sim", help="sim.json to install")
     ap.add_argument("--cause", default="power_on", help="reset cause of the first boot")
     ap.add_argument("--log", default="-", help="file for the node's output (default: this console)")
     ap.add_argument("--main", help="run this script instead of the firmware (no boot.py)")
-    ap.add_argument("--heap", help="micropython heap size, e.g. 128K (default: the port's)")
+    ap.add_argument("--heap", help="micropython heap size, e.g. 112K (default: the port's)")
+    which = ap.add_mutually_exclusive_group()
+    which.add_argument("--micropython", help="the micropython binary (default: the native build, else pip's)")
+    which.add_argument("--esp32", action="store_true", help="the esp32-shaped build (built now if missing)")
+    ap.add_argument("--placement", choices=PLACEMENTS, default="files",
+                    help="files: the repo's sources; frozen: the binary's frozen firmware (default: files)")
     args = ap.parse_args(argv)
+    binary = args.micropython
+    if args.esp32:
+        import mpbuild
+
+        try:
+            binary = mpbuild.build_esp32()
+        except mpbuild.BuildError as e:
+            sys.stderr.write("vnode: %s\n" % e)
+            return 2
     node = VirtualNode(args.dir, config=args.config, sim=args.sim, main=args.main, log=args.log,
-                       mp_args=["-X", "heapsize=" + args.heap] if args.heap else ())
+                       mp_args=["-X", "heapsize=" + args.heap] if args.heap else (), micropython=binary,
+                       placement=args.placement)
     stop = threading.Event()
 
     def on_signal(signum, frame):

@@ -1,0 +1,214 @@
+"""The esp32-shaped MicroPython (tools/mpbuild.py esp32): its number and heap shapes, and its frozen firmware.
+
+The binary is the unix port built for 32-bit x86 with float32 and a GC heap in two areas, with the firmware frozen in
+from boards/STREETLIGHT_ESP32/manifest.py (the real board's manifest) plus drivers/sim.py. These tests check that it
+really is shaped like an ESP32 (so memory figures taken on it mean something), that the frozen image alone runs the
+node, and that a module the device code imports but the manifest does not freeze fails here, not on a pole.
+The tier is skipped, in one line naming the Debian package, where the i686 cross compiler is missing.
+"""
+
+import ast
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from conftest import ROOT
+
+sys.path.insert(0, os.path.join(ROOT, "tools"))
+import mpbuild  # noqa: E402
+import provision  # noqa: E402
+from operator_client import Operator  # noqa: E402
+from vnode import FROZEN_FILES, VirtualNode  # noqa: E402
+
+PROJECT_PACKAGES = ("firmware", "drivers", "umqtt")
+HOST_ONLY = tuple(p[:-3].replace("/", ".") for p in provision.HOST_ONLY)  # ("drivers.sim",)
+# Built-in modules of the ESP32 port that the unix port lacks (ssl: no TLS in this build, see tools/mpbuild.py).
+# Stand-ins let a module that imports them load, so the check below is about OUR modules being frozen.
+PORT_ONLY = ("esp32", "network", "ssl")
+
+
+def run_mp(binary, code, cwd, heap="112K", path=".frozen"):
+    """Run `code` under `binary` in `cwd` with only `path` on MICROPYPATH; the completed process."""
+    env = dict(os.environ, MICROPYPATH=path)
+    return subprocess.run([binary, "-X", "heapsize=" + heap, "-c", code], cwd=str(cwd), env=env,
+                          capture_output=True, text=True, timeout=120)
+
+
+def last_json(p):
+    assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
+    return json.loads(p.stdout.strip().splitlines()[-1])
+
+
+def board_modules():
+    """Dotted names of the modules the board manifest freezes (the list it is built from: tools/mpbuild.py)."""
+    out = []
+    for target, _src in mpbuild.frozen_sources():
+        name = target[:-3].replace("/", ".")
+        out.append(name[: -len(".__init__")] if name.endswith(".__init__") else name)
+    return out
+
+
+def frozen_in(binary, cwd):
+    """Dotted names of the project's modules frozen into `binary`, as its help("modules") lists them."""
+    p = run_mp(binary, "help('modules')", cwd)
+    assert p.returncode == 0, p.stderr
+    names = set()
+    for word in p.stdout.split():
+        if word.split("/")[0] in PROJECT_PACKAGES:
+            name = word.replace("/", ".")
+            names.add(name[: -len(".__init__")] if name.endswith(".__init__") else name)
+    return names
+
+
+def device_imports(root=ROOT):
+    """{module: [file that imports it]} for every project module the device code imports (boot.py, main.py and every
+    frozen source, lazy imports inside functions included)."""
+    files = [os.path.join(root, n) for n in FROZEN_FILES] + [src for _t, src in mpbuild.frozen_sources(root)]
+    found = {}
+    for path in files:
+        with open(path, encoding="utf-8") as f:
+            tree = ast.parse(f.read(), path)
+        rel = os.path.relpath(path, root)
+        for node in ast.walk(tree):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                names = [node.module]
+                # `from firmware import config`: config is a module when firmware/config.py exists
+                names += [node.module + "." + a.name for a in node.names
+                          if os.path.exists(os.path.join(root, *(node.module + "." + a.name).split(".")) + ".py")]
+            for name in names:
+                if name.split(".")[0] in PROJECT_PACKAGES:
+                    found.setdefault(name, []).append(rel)
+    return found
+
+
+def missing_from_image(imports, frozen, allowed=HOST_ONLY):
+    """Lines naming each imported module that is not frozen (and not a host-only one)."""
+    return ["%s (imported by %s)" % (m, ", ".join(sorted(set(by)))) for m, by in sorted(imports.items())
+            if m not in frozen and m not in allowed]
+
+
+# --- the shape ------------------------------------------------------------------------------------------------------
+
+
+def test_objects_are_32_bit_and_floats_are_float32(esp32_micropython, tmp_path):
+    code = ("import sys, time, json\n"
+            "print(json.dumps({'maxsize': sys.maxsize, 'big': 16777216.0 + 1.0 == 16777216.0,"
+            " 'f': int(16777217.0), 'inf': 3.5e38 == float('inf'), 'ticks_max': time.ticks_add(0, -1)}))\n")
+    got = last_json(run_mp(esp32_micropython, code, tmp_path))
+    assert got["maxsize"] == 2**31 - 1  # MICROPY_OBJ_REPR_A on a 32-bit machine, as on the ESP32
+    # float32: 2^24 + 1 is not representable (a double would keep it), 3.5e38 is past float32's maximum
+    assert got["big"] is True and got["f"] == 16777216 and got["inf"] is True
+    assert got["ticks_max"] == 2**30 - 1  # ticks_ms period 2^30, the ESP32's
+
+
+@pytest.mark.parametrize("heap_k, area_k", [(112, 56), (64, 32)])
+def test_heap_is_two_equal_areas(esp32_micropython, tmp_path, heap_k, area_k):
+    """-X heapsize=N gives two areas of N/2 (ports/unix/main.c divides it): a block a little smaller than one area
+    fits, one a little larger does not although the heap as a whole has room for it."""
+    code = ("import gc, json\n"
+            "gc.collect()\n"
+            "total = gc.mem_free() + gc.mem_alloc()\n"
+            "def fits(n):\n"
+            "    try:\n"
+            "        b = bytearray(n)\n"
+            "    except MemoryError:\n"
+            "        return False\n"
+            "    return True\n"
+            "small = fits(%d)\n"
+            "gc.collect()\n"
+            "free = gc.mem_free()\n"
+            "big = fits(%d)\n"
+            "print(json.dumps({'total': total, 'small': small, 'big': big, 'free': free}))\n"
+            % ((area_k - 4) * 1024, (area_k + 2) * 1024))
+    got = last_json(run_mp(esp32_micropython, code, tmp_path, heap="%dK" % heap_k))
+    assert heap_k * 1024 * 0.97 < got["total"] <= heap_k * 1024, got  # both areas count, less the GC's tables
+    assert got["small"] is True, got
+    assert got["big"] is False and got["free"] > (area_k + 2) * 1024, got
+
+
+# --- the frozen image -----------------------------------------------------------------------------------------------
+
+
+def test_the_image_freezes_exactly_the_board_manifest_plus_sim(esp32_micropython, tmp_path):
+    assert frozen_in(esp32_micropython, tmp_path) == set(board_modules()) | set(HOST_ONLY)
+
+
+def test_every_frozen_module_imports_from_the_image_alone(esp32_micropython, tmp_path):
+    """An empty flash, MICROPYPATH=.frozen: every module the board freezes imports (ESP32-only built-ins stood in)."""
+    code = ("import sys, json\n"
+            "class _Stand:\n"
+            "    pass\n"
+            "for n in %r:\n"
+            "    try:\n"
+            "        __import__(n)\n"
+            "    except ImportError:\n"
+            "        sys.modules[n] = _Stand()\n"
+            "bad = {}\n"
+            "for n in %r:\n"
+            "    try:\n"
+            "        __import__(n)\n"
+            "    except Exception as e:\n"
+            "        bad[n] = repr(e)\n"
+            "print(json.dumps(bad))\n" % (PORT_ONLY, board_modules()))
+    assert os.listdir(tmp_path) == []
+    assert last_json(run_mp(esp32_micropython, code, tmp_path, heap="512K")) == {}
+
+
+def test_every_module_the_device_code_imports_is_frozen(esp32_micropython, tmp_path):
+    """Lazy imports too (commands, OTA, TLS load their modules when they run): read from the sources."""
+    imports = device_imports()
+    assert "firmware.startup" in imports and "umqtt.simple" in imports  # the scan does find imports
+    assert missing_from_image(imports, frozen_in(esp32_micropython, tmp_path)) == []
+
+
+def test_a_module_the_manifest_forgets_is_named():
+    """The check above, against an image that lacks one module the node imports."""
+    imports = device_imports()
+    frozen = set(board_modules()) - {"firmware.schema"}
+    missing = missing_from_image(imports, frozen)
+    assert len(missing) == 1 and missing[0].startswith("firmware.schema (imported by ") and "firmware/" in missing[0]
+    assert missing_from_image({"drivers.sim": ["main.py"]}, set()) == []  # host-only: never on the board
+
+
+def test_the_real_node_boots_online_from_the_frozen_image_at_112k(esp32_micropython, broker, tmp_path):
+    """boot.py + main.py on the flash, everything else frozen, 2 x 56 KB: online, retained, answering."""
+    from nodekit import make_node
+
+    d = tmp_path / "frozen1"
+    vn = make_node(str(d), broker, "frozen1", micropython=esp32_micropython, placement="frozen",
+                   mp_args=["-X", "heapsize=112K"])
+    op = Operator(broker.host, broker.port)
+    late = None
+    try:
+        vn.start()
+        op.wait_for(lambda: op.status.get("frozen1", {}).get("online"), 30)
+        r = op.command("frozen1", "get", timeout=10, what="state")
+        assert r["ok"] and r["state"]["reason"] == "program:default", r
+        late = Operator(broker.host, broker.port)  # connects after the birth: sees it only if it was retained
+        late.wait_for(lambda: late.status.get("frozen1", {}).get("online"), 10)
+        alive = vn.alive()
+    finally:
+        vn.stop()
+        op.close()
+        if late is not None:
+            late.close()
+    log = vn.read_log()
+    assert alive and "Traceback" not in log and "MemoryError" not in log, log[-2000:]
+    assert not any(os.path.exists(os.path.join(str(d), p)) for p in ("firmware", "drivers", "umqtt", "lib"))
+
+
+# --- the virtual node's placement options (no binary needed) -------------------------------------------------------
+
+
+def test_frozen_placement_refuses_a_flash_that_would_shadow_the_image(tmp_path):
+    (tmp_path / "n" / "firmware").mkdir(parents=True)
+    vn = VirtualNode(str(tmp_path / "n"), {}, {}, placement="frozen")
+    with pytest.raises(ValueError, match="firmware would shadow the frozen modules"):
+        vn.prepare()
+    with pytest.raises(ValueError, match="placement must be one of files, frozen"):
+        VirtualNode(str(tmp_path / "m"), placement="romfs-please")
