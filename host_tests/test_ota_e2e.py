@@ -98,9 +98,13 @@ def test_full_update_is_confirmed_and_reported(tmp_path, broker, bundles, op):
         heap = op.tele.get("ota-1", {}).get("heap_free")
         print("full update: %d files, %d bytes, transfer %.2f s, total %.2f s (confirm_s %d), heap_free %s" % (
             len(bd.files), bd.total, r["transfer_s"], r["seconds"], CONFIRM_S, heap))
-        # the same version again is allowed (not older); it goes to the other slot
+        # the same version again: skipped, the node not restarted (a canary must not reboot again)...
         r2 = otatool.rollout(op, ["ota-1"], bd, outcome_timeout=90)[0]
-        assert r2["result"] == "confirmed", r2
+        assert r2["result"] == "skipped" and "already running 0.2.0" in r2["detail"] and r2["bytes"] == 0, r2
+        assert vn.history == [("power_on", 78)]
+        # ...unless forced (equal is not older): it goes to the other slot
+        r3 = otatool.rollout(op, ["ota-1"], bd, force=True, outcome_timeout=90)[0]
+        assert r3["result"] == "confirmed", r3
         assert op.command("ota-1", "ota_status")["active"] == "slot_b"
     finally:
         vn.stop()

@@ -1,9 +1,15 @@
 """Fleet OTA: build a signed update bundle from the repo and roll it out to nodes over MQTT, with a per-node result.
 
     python tools/ota.py build --out DIR [--version 0.2.0] [--format py|mpy] [--march xtensawin] (--key K | --key-file F)
-    python tools/ota.py push --bundle DIR --broker HOST:PORT (--node ID [--node ID ...] | --group G | --all)
-                             [--percent P] [--force] [--window 4] [--chunk 4096] [--parallel 4] [--json]
-    python tools/ota.py versions --broker HOST:PORT [--json]
+    python tools/ota.py push --bundle DIR [SETTINGS] (--node ID [--node ID ...] | --group G | --all)
+                             [--percent P] [--force] [--window 4] [--chunk 4096] [--parallel 4] [--max-refusals 3]
+                             [--json]
+    python tools/ota.py versions [SETTINGS] [--json]
+
+SETTINGS are tools/fleet.py's, read by its own code (fleet.add_settings_args / load_settings / connect): --broker
+mqtt://host:1883 | mqtts://host:8883 | host:port, --user, --password, --ca, --cert, --cert-key, --key (signs
+commands), --group-key, --prefix, --config; else FLEET_BROKER, FLEET_USER, ... in the environment; else
+~/.config/streetlight/fleet.json. (build's --key is the update key that signs the manifest: another key.)
 
 A bundle is a directory: `bundle.json` ({"manifest", "manifest_sig"}) and `files/<path>` for every file the
 manifest lists (firmware/, drivers/, lib/ of the source tree, as .py or compiled by mpy-cross to .mpy). The bundle's
@@ -16,10 +22,13 @@ transfer resumes where the node's flash says; otherwise `ota_begin`. Chunks (bin
 the node expects, so a lost or reordered chunk just moves the sender back. When acks stop (link drop, node reset)
 the sender asks `ota_status` again and resumes. Then `ota_commit` (the node verifies from flash, switches, resets)
 and the outcome is awaited: the node's `ota_confirmed` / `ota_rollback` event, or its `ota_status` result.
---percent picks a stable canary subset (the same nodes for the same version on every run).
+--percent picks a stable canary subset (the same nodes for the same version on every run). A node that already runs
+the bundle's version is skipped unless --force. A node that refuses the same file or position --max-refusals times
+(e.g. "sha256 mismatch ... file restarted" again and again), or that has been sent 4 times the bundle, is given up
+on: result failed, its spare slot emptied (ota_abort).
 
-Exit status: 0 every selected node confirmed the new version; 1 some node failed, rolled back or timed out;
-2 usage error; 3 broker unreachable.
+Exit status: 0 every selected node confirmed the new version or was skipped; 1 some node failed, rolled back or
+timed out; 2 usage error or a bad bundle (nothing sent); 3 broker unreachable. Errors are one line on stderr.
 """
 
 import argparse
@@ -41,7 +50,11 @@ for _p in (ROOT, HERE):
 
 from firmware import ota as otamod  # noqa: E402
 from firmware.signing import hmac_sha256, key_bytes  # noqa: E402
+from firmware.schema import Invalid  # noqa: E402
 from provision import compile_text  # noqa: E402  (tools/: .mpy files are compiled as bundles compile them)
+
+import fleet  # noqa: E402  (tools/fleet.py: the broker settings every fleet tool shares)
+from fleet import EXIT_FAILED, EXIT_OK, EXIT_UNREACHABLE, EXIT_USAGE, Unreachable, UsageError  # noqa: E402
 
 DEVICE_DIRS = ("firmware", "drivers", "lib")
 BUNDLE_FILE = "bundle.json"
@@ -212,10 +225,10 @@ def _operator_class():
     return OtaOperator
 
 
-def connect(broker, prefix, user=None, password=None, tls=None, signer=None):
-    host, _, port = broker.rpartition(":") if ":" in broker else (broker, "", "1883")
-    return _operator_class()(host or "127.0.0.1", int(port), prefix=prefix, user=user, password=password, tls=tls,
-                             signer=signer)
+def connect(broker, prefix=fleet.DEFAULT_PREFIX, **settings):
+    """A push operator for Python callers: `broker` in any form fleet.py takes (host:port, mqtt://, mqtts://), the
+    other settings named as fleet.load_settings names them (user, password, ca, cert, cert_key, key, group_key)."""
+    return fleet.connect(dict(settings, broker=broker, prefix=prefix), operator_class=_operator_class())
 
 
 def select_nodes(status, nodes=None, group=None, everyone=False, percent=None, salt="", online_only=True):
@@ -237,11 +250,16 @@ def select_nodes(status, nodes=None, group=None, everyone=False, percent=None, s
 
 
 class NodePush:
-    """One node's rollout. `run()` fills `result`: node, from, to, result (confirmed | rolled_back | failed |
-    timeout), detail, seconds, bytes sent, resends, resyncs."""
+    """One node's rollout. `run()` fills `result`: node, from, to, result (confirmed | rolled_back | skipped |
+    failed | timeout), detail, seconds, bytes sent, resends, resyncs.
+
+    A node already running the bundle's version is skipped unless `force` (a canary must not restart again). The
+    push gives up — result failed, the node's spare slot emptied with ota_abort — when the node refuses the same
+    place (a file's sha256, a position) more than `max_refusals` times, or when `max_send_factor` times the bundle
+    has been sent: a node that keeps refusing must not be fed the image forever."""
 
     def __init__(self, op, node, bd, force=False, window=4, chunk=4096, ack_timeout=10.0, cmd_timeout=15.0,
-                 outcome_timeout=300.0, max_resyncs=20, progress=None):
+                 outcome_timeout=300.0, max_resyncs=20, progress=None, max_refusals=3, max_send_factor=4.0):
         self.op = op
         self.node = node
         self.bd = bd
@@ -252,7 +270,10 @@ class NodePush:
         self.cmd_timeout = cmd_timeout
         self.outcome_timeout = outcome_timeout
         self.max_resyncs = max_resyncs
+        self.max_refusals = max_refusals
+        self.max_send_factor = max_send_factor
         self.progress = progress
+        self._refusals = {}  # (file, offset) the node sent us back to → how often
         with op.cond:
             before = op.status.get(node, {}).get("fw")
         self.result = {"node": node, "from": before, "to": bd.manifest["version"], "result": None, "detail": "",
@@ -273,12 +294,21 @@ class NodePush:
             self._last_pct = pct
             self.progress("%s: %3d%% (%d/%d bytes)" % (self.node, pct, done, self.bd.total))
 
-    def _start(self):
-        """Where to start: resume the node's own staging of this bundle, else begin. Returns the linear position."""
+    def _start(self, first=False):
+        """Where to start: resume the node's own staging of this bundle, else begin. Returns the linear position.
+        On the `first` call, raises _Skipped when the node already runs this version (and not `force`)."""
         try:
             st = self._cmd("ota_status")
         except TimeoutError:
+            if first:  # not even the first question answered: the node is not there
+                raise TimeoutError("no answer to ota_status within %d s (node offline?)" % self.cmd_timeout)
             st = {}
+        target = self.bd.manifest["version"]
+        if first and st.get("ok"):
+            self.result["from"] = st.get("version", self.result["from"])
+            if st.get("version") == target and not self.force:
+                raise _Skipped("already running %s%s; --force installs it again" % (
+                    target, " (on trial)" if st.get("trial") else ""))
         staging = st.get("staging") if st.get("ok") else None
         same_version = staging is not None and staging.get("version") == self.bd.manifest["version"]
         if staging and staging.get("session") == self.bd.session and same_version:
@@ -301,12 +331,26 @@ class NodePush:
             return []
         return self._take_acks()
 
+    def _refused(self, ack):
+        """Count a refusal that sends us back to the node's position; give up when one place is refused too often."""
+        where = (ack["file"], ack["offset"])
+        n = self._refusals.get(where, 0) + 1
+        self._refusals[where] = n
+        if n >= self.max_refusals:
+            files = self.bd.files
+            name = files[ack["file"]]["path"] if ack["file"] < len(files) else "the end"
+            raise _Failed("gave up: %s refused %d times at offset %d (%s)" % (name, n, ack["offset"],
+                                                                             ack.get("error", "refused")))
+
     def _transfer(self):
         bd = self.bd
-        acked = nxt = self._start()
+        acked = nxt = self._start(first=True)
         self._take_acks()  # nothing from an earlier attempt may count
         rewound = None
+        budget = max(bd.total * self.max_send_factor, bd.total + 4 * self.chunk)
         while acked < bd.total:
+            if self.result["bytes"] > budget:
+                raise _Failed("gave up: %d bytes sent for a %d-byte bundle" % (self.result["bytes"], bd.total))
             while nxt < bd.total and nxt - acked < self.window * self.chunk:
                 i, off, data = bd.chunk_at(nxt, self.chunk)
                 self.op.client.publish(self._topic(), encode_chunk(bd.session, i, off, data), qos=1)
@@ -337,6 +381,7 @@ class NodePush:
                         rewound = pos
                         self.result["resends"] += 1
                         nxt = pos
+                        self._refused(a)
                     if "sha256 mismatch" in a.get("error", ""):
                         self.result["detail"] = a["error"]
                 elif pos is not None:
@@ -388,10 +433,21 @@ class NodePush:
                 pass
         return None
 
+    def _abort(self):
+        # Best effort: the spare slot's partial image is flash the node may need; it is wiped at the next begin too.
+        try:
+            self._cmd("ota_abort", timeout=5)
+        except TimeoutError:
+            pass
+
     def run(self):
         t0 = time.time()
         try:
-            self._transfer()
+            try:
+                self._transfer()
+            except _Failed:
+                self._abort()
+                raise
             self.result["transfer_s"] = round(time.time() - t0, 2)
             with self.op.cond:
                 since = len(self.op.events)
@@ -405,6 +461,9 @@ class NodePush:
             else:
                 self.result["result"] = "rolled_back"
                 self.result["detail"] = out.get("reason", "")
+        except _Skipped as e:
+            self.result["result"] = "skipped"
+            self.result["detail"] = str(e)
         except _Failed as e:
             self.result["result"] = "failed"
             self.result["detail"] = str(e)
@@ -416,6 +475,10 @@ class NodePush:
 
 
 class _Failed(Exception):
+    pass
+
+
+class _Skipped(Exception):
     pass
 
 
@@ -462,13 +525,16 @@ def _table(rows, cols):
 
 def _key_from(args):
     if args.key_file:
-        with open(args.key_file) as f:
-            return f.read().strip()
+        try:
+            with open(args.key_file) as f:
+                return f.read().strip()
+        except OSError as e:
+            raise UsageError("--key-file %s: %s" % (args.key_file, e.strerror or e))
     return args.key or os.environ.get("OTA_KEY")
 
 
-def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def build_parser():
+    ap = argparse.ArgumentParser(prog="ota", description=__doc__.split("\n")[0])
     sub = ap.add_subparsers(dest="what", required=True)
     b = sub.add_parser("build", help="build and sign a bundle")
     b.add_argument("--out", required=True)
@@ -477,79 +543,125 @@ def main(argv=None):
     b.add_argument("--format", choices=("py", "mpy"), default="mpy")
     b.add_argument("--march", default="xtensawin", help="mpy-cross -march (ESP32: xtensawin); '' for bytecode only")
     b.add_argument("--exclude", action="append", default=[], help="relative path to leave out (repeatable)")
-    b.add_argument("--key", help="update key text (or env OTA_KEY)")
-    b.add_argument("--key-file")
-    for name in ("push", "versions"):
-        p = sub.add_parser(name)
-        p.add_argument("--broker", default=os.environ.get("FLEET_BROKER", "127.0.0.1:1883"), help="HOST:PORT")
-        p.add_argument("--prefix", default=os.environ.get("FLEET_PREFIX", "city/lights"))
-        p.add_argument("--user", default=os.environ.get("FLEET_USER"))
-        p.add_argument("--password", default=os.environ.get("FLEET_PASSWORD"))
-        p.add_argument("--cmd-key", default=os.environ.get("FLEET_KEY"), help="node key to sign commands with")
+    b.add_argument("--key", help="the fleet's update key that signs the manifest (or env OTA_KEY)")
+    b.add_argument("--key-file", help="file holding the update key")
+    for name, what in (("push", "roll a bundle out to nodes"), ("versions", "the version every node runs")):
+        p = sub.add_parser(name, help=what, description="Broker settings as tools/fleet.py takes them: flags, "
+                           "then FLEET_* environment, then the fleet.json config file. --key signs commands "
+                           "(FLEET_KEY), as in fleet.py; the bundle carries its own manifest signature.")
+        fleet.add_settings_args(p)
+        p.add_argument("--cmd-key", dest="key", help=argparse.SUPPRESS)  # the name older scripts used for --key
         p.add_argument("--discover-s", type=float, default=1.5, help="time to collect retained births")
-        p.add_argument("--json", action="store_true")
+        p.add_argument("--json", action="store_true", help="machine-readable output")
     p = sub.choices["push"]
     p.add_argument("--bundle", required=True)
     p.add_argument("--node", action="append", default=[])
     p.add_argument("--group")
     p.add_argument("--all", action="store_true")
     p.add_argument("--percent", type=float, help="canary: only this share of the selected nodes (stable choice)")
-    p.add_argument("--force", action="store_true", help="allow a downgrade")
+    p.add_argument("--force", action="store_true",
+                   help="allow a downgrade, and reinstall on nodes already running the bundle's version")
     p.add_argument("--window", type=int, default=4, help="chunks in flight per node")
     p.add_argument("--chunk", type=int, default=otamod.MAX_CHUNK)
     p.add_argument("--parallel", type=int, default=4, help="nodes updated at once")
+    p.add_argument("--max-refusals", type=int, default=3,
+                   help="give up on a node that refuses the same file or position this many times (default 3)")
     p.add_argument("--outcome-timeout", type=float, default=600.0, help="wait this long for confirm/rollback")
-    args = ap.parse_args(argv)
+    return ap
 
-    if args.what == "build":
-        key = _key_from(args)
-        if not key:
-            ap.error("--key, --key-file or OTA_KEY is required")
+
+def _check_push_args(args):
+    if not (args.node or args.group or args.all):
+        raise UsageError("push needs --node, --group or --all")
+    if args.percent is not None and not 0 < args.percent <= 100:
+        raise UsageError("--percent must be in (0, 100], not %g" % args.percent)
+    for flag, v, lo in (("--window", args.window, 1), ("--parallel", args.parallel, 1),
+                        ("--max-refusals", args.max_refusals, 1), ("--chunk", args.chunk, 256)):
+        if v < lo:
+            raise UsageError("%s must be at least %d, not %d" % (flag, lo, v))
+    if args.chunk > otamod.MAX_CHUNK:
+        raise UsageError("--chunk must be at most %d (what a node accepts), not %d" % (otamod.MAX_CHUNK, args.chunk))
+
+
+def open_bundle(path):
+    """BundleData for `path`, or UsageError naming what is wrong (missing, not a bundle, tampered files)."""
+    try:
+        return BundleData(path)
+    except FileNotFoundError as e:
+        raise UsageError("bundle %s: %s not found" % (path, os.path.relpath(e.filename or path, path)))
+    except (OSError, ValueError, KeyError, TypeError, Invalid) as e:
+        raise UsageError("bundle %s: %s" % (path, e))
+
+
+def _build(args):
+    key = _key_from(args)
+    if not key:
+        raise UsageError("--key, --key-file or OTA_KEY is required")
+    try:
         bundle = build_bundle(args.out, key, args.version, args.src, args.format, args.march or None,
                               tuple(args.exclude))
-        m = bundle["manifest"]
-        print("bundle %s: version %s, %d files, %d bytes" % (args.out, m["version"], len(m["files"]),
-                                                               sum(f["size"] for f in m["files"])))
-        return 0
+    except (OSError, ValueError, Invalid, RuntimeError) as e:
+        raise UsageError("build: %s" % e)
+    m = bundle["manifest"]
+    print("bundle %s: version %s, %d files, %d bytes" % (args.out, m["version"], len(m["files"]),
+                                                           sum(f["size"] for f in m["files"])))
+    return EXIT_OK
 
-    signer = None
-    if args.cmd_key:
-        from signing import Signer
 
-        signer = Signer(default_node_key=args.cmd_key)
+def _push(op, args, bd):
+    with op.cond:
+        status = dict(op.status)
+    nodes = select_nodes(status, args.node, args.group, args.all, args.percent, bd.manifest["version"])
+    if not nodes:
+        sys.stderr.write("ota: no node selected\n")
+        return EXIT_FAILED
+    sys.stderr.write("pushing %s (%d bytes) to %d node(s): %s\n" % (
+        bd.manifest["version"], bd.total, len(nodes), ", ".join(nodes)))
+    progress = None if args.json else (lambda s: sys.stderr.write(s + "\n"))
+    results = rollout(op, nodes, bd, args.parallel, progress, force=args.force, window=args.window,
+                      chunk=args.chunk, outcome_timeout=args.outcome_timeout, max_refusals=args.max_refusals)
+    if args.json:
+        print(json.dumps(results))
+    else:
+        cols = ("node", "from", "to", "result", "seconds", "transfer_s", "bytes", "resends", "resyncs", "detail")
+        print(_table(results, cols))
+    return EXIT_OK if all(r["result"] in ("confirmed", "skipped") for r in results) else EXIT_FAILED
+
+
+def main(argv=None):
+    ap = build_parser()
     try:
-        op = connect(args.broker, args.prefix, args.user, args.password, signer=signer)
-    except (OSError, RuntimeError) as e:
-        sys.stderr.write("broker unreachable: %s\n" % e)
-        return 3
+        args = ap.parse_args(argv)
+    except SystemExit as e:  # argparse has printed its usage line and error: --help is 0, a bad argument 2
+        return e.code if isinstance(e.code, int) else EXIT_USAGE
+    op = None
     try:
+        if args.what == "build":
+            return _build(args)
+        settings = fleet.load_settings(args)
+        fleet.parse_broker_url(settings["broker"])
+        bd = None
+        if args.what == "push":
+            _check_push_args(args)
+            bd = open_bundle(args.bundle)  # a bad bundle is refused before anything is sent
+        op = fleet.connect(settings, operator_class=_operator_class())
         time.sleep(args.discover_s)
         if args.what == "versions":
             rows = versions(op)
             print(json.dumps(rows) if args.json else _table(rows, ("node", "online", "fw", "groups")))
-            return 0
-        if not (args.node or args.group or args.all):
-            ap.error("push needs --node, --group or --all")
-        bd = BundleData(args.bundle)
-        with op.cond:
-            status = dict(op.status)
-        nodes = select_nodes(status, args.node, args.group, args.all, args.percent, bd.manifest["version"])
-        if not nodes:
-            sys.stderr.write("no node selected\n")
-            return 1
-        sys.stderr.write("pushing %s (%d bytes) to %d node(s): %s\n" % (
-            bd.manifest["version"], bd.total, len(nodes), ", ".join(nodes)))
-        progress = None if args.json else (lambda s: sys.stderr.write(s + "\n"))
-        results = rollout(op, nodes, bd, args.parallel, progress, force=args.force, window=args.window,
-                          chunk=args.chunk, outcome_timeout=args.outcome_timeout)
-        if args.json:
-            print(json.dumps(results))
-        else:
-            cols = ("node", "from", "to", "result", "seconds", "transfer_s", "bytes", "resends", "resyncs", "detail")
-            print(_table(results, cols))
-        return 0 if all(r["result"] == "confirmed" for r in results) else 1
+            return EXIT_OK
+        return _push(op, args, bd)
+    except UsageError as e:
+        sys.stderr.write("ota: %s\n" % e)
+        return EXIT_USAGE
+    except Unreachable as e:
+        sys.stderr.write("ota: %s\n" % e)
+        return EXIT_UNREACHABLE
+    except KeyboardInterrupt:
+        return EXIT_FAILED
     finally:
-        op.close()
+        if op is not None:
+            op.close()
 
 
 if __name__ == "__main__":
