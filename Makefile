@@ -9,7 +9,7 @@ UMQTT := lib/umqtt/simple.py
 # stays on one worker (--dist loadfile): some modules add up figures across their own tests.
 TEST_WORKERS ?= 4
 
-.PHONY: venv demo test bench fleet clean console
+.PHONY: venv demo test bench fleet clean console mp-esp32 mp-native
 venv: $(STAMP) $(UMQTT)
 
 $(STAMP): requirements-dev.txt
@@ -31,6 +31,16 @@ test: venv
 console: venv
 	mkdir -p out
 	$(BIN)/python -m console --db out/console.db $(CONSOLE_ARGS)
+
+# The project's own MicroPython builds (tools/mpbuild.py; Debian's source, built into ~/.cache/streetlight-mp, no
+# root): mp-esp32 = the ESP32-shaped one with the firmware frozen in, mp-native = the host one virtual nodes and
+# fleet_sim use where it is built. Each prints the binary's path. Tests build what they need by themselves.
+mp-esp32: venv
+	@if command -v i686-linux-gnu-gcc >/dev/null 2>&1; then $(BIN)/python tools/mpbuild.py esp32; \
+	else echo "esp32-shaped MicroPython skipped: needs i686-linux-gnu-gcc (Debian package gcc-i686-linux-gnu)"; fi
+
+mp-native: venv
+	$(BIN)/python tools/mpbuild.py native
 
 bench: venv
 	$(BIN)/python tools/bench.py

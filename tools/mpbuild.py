@@ -54,6 +54,7 @@ SUITE = "trixie"  # Debian's stable suite carries 1.25.0+ds
 KEYRING = "/usr/share/keyrings/debian-archive-keyring.gpg"
 CROSS = "i686-linux-gnu-"
 CROSS_PACKAGE = "gcc-i686-linux-gnu"
+KEEP_ESP32_BINARIES = 8
 BOARD_MANIFEST = os.path.join(ROOT, "boards", "STREETLIGHT_ESP32", "manifest.py")
 UNIX_MANIFEST = os.path.join(ROOT, "boards", "STREETLIGHT_ESP32", "manifest_unix_sim.py")
 
@@ -327,13 +328,33 @@ def build_esp32(root=ROOT, log=sys.stderr):
         if os.path.exists(out):
             return out
         tree = source_tree(log)
-        log.write("mpbuild: building the esp32-shaped MicroPython (about a minute)\n")
-        # Each key builds in its own folder: a changed manifest must not reuse another build's frozen_content.c.
-        _build_unix(tree, "build-esp32-" + esp32_key(root), [
+        log.write("mpbuild: building the esp32-shaped MicroPython (a minute the first time, seconds after)\n")
+        _forget_frozen(os.path.join(tree, "ports", "unix", "build-esp32"))
+        _build_unix(tree, "build-esp32", [
             "CROSS_COMPILE=" + CROSS, "FROZEN_MANIFEST=" + UNIX_MANIFEST, "CFLAGS_EXTRA=" + ESP32_CFLAGS,
             "LDFLAGS_EXTRA=" + ESP32_LDFLAGS], out, log)
         _link(out, "micropython-esp32")
+        _prune(os.path.dirname(out), "micropython-esp32-", KEEP_ESP32_BINARIES)
         return out
+
+
+def _forget_frozen(build):
+    """One build folder serves every esp32 build (the C objects are the same; only the frozen code changes), so the
+    frozen part is made afresh each time: the manifest tool decides by file times, and a source staged earlier than
+    the last build's .mpy (a reverted change) would otherwise keep the newer bytecode."""
+    shutil.rmtree(os.path.join(build, "frozen_mpy"), ignore_errors=True)
+    for name in ("frozen_content.c", "frozen_content.o"):
+        if os.path.exists(os.path.join(build, name)):
+            os.remove(os.path.join(build, name))
+
+
+def _prune(folder, prefix, keep):
+    """Delete all but the `keep` newest binaries named prefix*: every edit of device code makes a new one. A test
+    session started earlier may still use one of the last few, so they stay."""
+    found = sorted((os.path.getmtime(os.path.join(folder, n)), n) for n in os.listdir(folder)
+                   if n.startswith(prefix) and not n.endswith(".tmp"))
+    for _t, name in found[:-keep]:
+        os.remove(os.path.join(folder, name))
 
 
 def build_native(log=sys.stderr):
