@@ -169,6 +169,17 @@ SCENARIOS = [
      [expect("over_current", lamp_on, C["current"]["delay_s"], C["current"]["clear_s"])], {}, {}),
     ("over_current dimmed 60%", "over_current", (at(23, 30), at(1, 0, 1)), (at(22, 30), at(2, 0, 1)), 1, 10,
      [expect("over_current", lamp_on, C["current"]["delay_s"], C["current"]["clear_s"])], {}, {}),
+    # Part of the LED strings open: power and current both low (the current judged against the table).
+    ("under_power", "under_power", (at(20), at(21)), (at(19), at(22)), 1, 10,
+     [expect("under_power", lamp_on, C["power"]["delay_s"], C["power"]["clear_s"]),
+      expect("under_current", lamp_on, C["current"]["delay_s"], C["current"]["clear_s"])], {}, {}),
+    ("under_power dimmed 60%", "under_power", (at(23, 30), at(1, 0, 1)), (at(22, 30), at(2, 0, 1)), 1, 10,
+     [expect("under_power", lamp_on, C["power"]["delay_s"], C["power"]["clear_s"]),
+      expect("under_current", lamp_on, C["current"]["delay_s"], C["current"]["clear_s"])], {}, {}),
+    # An overdriving driver: power and current both high.
+    ("over_power", "over_power", (at(20), at(21)), (at(19), at(22)), 1, 10,
+     [expect("over_power", lamp_on, C["power"]["delay_s"], C["power"]["clear_s"]),
+      expect("over_current", lamp_on, C["current"]["delay_s"], C["current"]["clear_s"])], {}, {}),
 ]
 
 
@@ -470,3 +481,80 @@ def test_cli_gives_the_same_run_on_micropython_and_cpython(tmp_path):
     for bad in (["--fault", "bogus@1-2"], ["--fault", "lamp_dead"], ["--frobnicate", "1"], ["--hours"]):
         rc, out, err = _cli(sys.executable, bad + ["--dir", str(tmp_path / "bad")])
         assert rc == 2, (bad, out, err)
+
+
+# --- the light sensor stuck in photocell mode (issue 15): the flag takes the photocell out, day_burning sees it ----
+
+PHOTOCELL = {"control": {"mode": "photocell"}}
+FALLBACK = "program:default (light sensor fault)"
+
+
+class Trace:
+    """on_step hook: (world t, level, reason, inputs) of every step, and the first time each observable held."""
+
+    def __init__(self, observables):
+        self.steps = []
+        self.observables = observables
+        self.first = {k: None for k in observables}
+
+    def __call__(self, fs, events):
+        t = fs.world_now()
+        self.steps.append((t, fs.level, fs.reason, dict(fs.inputs), fs.faults.light_fault()))
+        for k, f in self.observables.items():
+            if self.first[k] is None and f(fs.inputs):
+                self.first[k] = t
+
+
+def lit_by_day(inp):
+    r = inp["reading"]
+    return (inp["sun"] is not None and inp["sun"] >= DEF["day_burning"]["sun_deg"] and r is not None
+            and r[1] >= DEF["lit_a"] and r[2] >= DEF["lit_w"])
+
+
+def test_light_stuck_at_night_in_photocell_mode_raises_day_burning_then_stops_deciding(tmp_path):
+    ls = DEF["light_sensor"]
+    tr = Trace({"lit_by_day": lit_by_day,
+                "dark_sun_high": lambda i: i["sun"] > ls["sun_high_deg"] and i["lux"] < ls["dark_lux"]})
+    sim = {"start_t2k": at(1, 30, 1), "faults": [{"kind": "light_stuck", "from": at(2, 0, 1), "to": None}]}
+    fs = faultsim.FaultSim(sim, PHOTOCELL, "soft", str(tmp_path), tr)
+    step = 10
+    fs.run(at(10, 0, 1), step)
+    evs = [(n, a, t) for n, a, t, _ in fs.events]
+    assert [(n, a) for n, a, _ in evs] == [("day_burning", True), ("light_sensor_fault", True),
+                                           ("day_burning", False)], evs
+    db = DEF["day_burning"]
+    # day_burning delay_s after the lamp was first seen lit in daylight (the sun at sun_deg, ~06:50).
+    assert at(6, 45, 1) < tr.first["lit_by_day"] < at(6, 55, 1)
+    assert db["delay_s"] - step <= evs[0][2] - tr.first["lit_by_day"] <= db["delay_s"] + step
+    # light_sensor_fault (dark_day) dark_day_h after the sun passed sun_high_deg over the frozen night reading.
+    assert ls["dark_day_h"] * 3600 - step <= evs[1][2] - tr.first["dark_sun_high"] <= ls["dark_day_h"] * 3600 + step
+    assert fs.events[1][3]["reason"] == "dark_day"
+    # From the step after the raise the program rules (off by day) and says so; the lamp fades out (1.5 s) and
+    # day_burning clears clear_s after the meter sees it dark.
+    after = [s for s in tr.steps if s[0] > evs[1][2]]
+    assert after and all(s[1] == 0 and s[2] == FALLBACK for s in after)
+    dark_at = min(s[0] for s in after if not s[3]["relay"])
+    assert db["clear_s"] - step <= evs[2][2] - dark_at <= db["clear_s"] + step
+    # Before the flag the stuck photocell did rule: lit at 100 % in the morning, by the photocell.
+    before = [s for s in tr.steps if at(4, 45, 1) <= s[0] <= evs[1][2]]
+    assert all(s[1] == 100 and s[2] == "photocell" for s in before)
+    assert fs.active() == ["light_sensor_fault"]
+
+
+def test_light_stuck_by_day_in_photocell_mode_lights_the_street_once_flagged(tmp_path):
+    ls = DEF["light_sensor"]
+    tr = Trace({"bright_sun_low": lambda i: i["sun"] < ls["sun_low_deg"] and i["lux"] > ls["bright_lux"]})
+    sim = {"start_t2k": at(13), "faults": [{"kind": "light_stuck", "from": at(13, 1), "to": None}]}
+    fs = faultsim.FaultSim(sim, PHOTOCELL, "soft", str(tmp_path), tr)
+    step = 10
+    fs.run(at(1, 0, 1), step)
+    evs = [(n, a, t) for n, a, t, _ in fs.events]
+    assert [(n, a) for n, a, _ in evs] == [("light_sensor_fault", True)], evs
+    assert fs.events[0][3]["reason"] == "bright_night"
+    t_flag = evs[0][2]
+    assert abs(t_flag - tr.first["bright_sun_low"] - ls["bright_night_h"] * 3600) <= step
+    assert t_flag < at(19, 30)  # the street was dark from sunset (18:29) to here, no longer than that
+    after = [s for s in tr.steps if s[0] > t_flag]
+    assert all(s[2] == FALLBACK for s in after)
+    assert [s[1] for s in after if s[0] < at(23)] == [100] * len([s for s in after if s[0] < at(23)])
+    assert all(s[1] == 60 for s in after if at(23) <= s[0])

@@ -242,10 +242,12 @@ def raise_counts(events):
 # --- command line -----------------------------------------------------------------------------------------------
 
 USAGE = """usage: faultsim.py [--start YYYY-MM-DD] [--from-h H] [--hours H] [--step-s S] [--seed N]
-       [--fault KIND@FROM-TO]... [--cause CAUSE] [--dir DIR] [--calibrate]
+       [--fault KIND@FROM-TO]... [--cause CAUSE] [--dir DIR] [--calibrate] [--mode astro|photocell|hybrid]
 Times are local hours of the start date (H, H.H or HH:MM; 24+ = the next day); the run starts at --from-h
 (default 12) and lasts --hours (default 24). --calibrate first learns faults.nominal_a on a healthy copy of the
 post (FaultSim.calibrate at CAL_LEVELS); without it the defaults expect amps = W / V (power factor 1).
+--mode sets control.mode (default astro): e.g. light_stuck in photocell mode shows day_burning and the program
+taking over from the flagged sensor. Each line of the output is an alarm; the last one sums the run up.
 fault kinds: """ + ", ".join(simmod.FAULT_KINDS)
 
 
@@ -267,9 +269,10 @@ def _fault(v):
 
 def parse_args(argv):
     defaults = {"start": "2026-03-20", "from": 12 * 3600, "hours": 24.0, "step": 1, "seed": 1, "faults": [],
-                "cause": "soft", "dir": None, "calibrate": False}
+                "cause": "soft", "dir": None, "calibrate": False, "mode": "astro"}
     flags = {"--start": ("start", str), "--from-h": ("from", _hours), "--hours": ("hours", float),
-             "--step-s": ("step", int), "--seed": ("seed", int), "--cause": ("cause", str), "--dir": ("dir", str)}
+             "--step-s": ("step", int), "--seed": ("seed", int), "--cause": ("cause", str), "--dir": ("dir", str),
+             "--mode": ("mode", str)}
     return cliargs.parse(argv, defaults, USAGE, flags, {"--calibrate": "calibrate"}, {"--fault": ("faults", _fault)})
 
 
@@ -283,11 +286,11 @@ def main(argv):
     midnight = local_t2k(d, 0)
     t0 = midnight + a["from"]
     faults = [{"kind": k, "from": midnight + f, "to": midnight + t} for k, f, t in a["faults"]]
-    node_cfg = None
+    node_cfg = {"control": {"mode": a["mode"]}}
     try:
         if a["calibrate"]:
             cal = FaultSim({"start_t2k": t0, "seed": a["seed"]}, None, "soft", a["dir"])
-            node_cfg = {"faults": {"nominal_a": cal.calibrate(CAL_LEVELS)}}
+            node_cfg["faults"] = {"nominal_a": cal.calibrate(CAL_LEVELS)}
             print("calibrated nominal_a: %s" % ", ".join("%d%%: %.4f A" % (p[0], p[1]) for p in
                                                            node_cfg["faults"]["nominal_a"]))
         fs = FaultSim({"start_t2k": t0, "seed": a["seed"], "faults": faults}, node_cfg, a["cause"], a["dir"])
