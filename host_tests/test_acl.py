@@ -475,3 +475,178 @@ def test_firmware_tls_client_certificate_on_micropython(tls_city):
     cfg = certtool.node_tls(tls_city.certs, "localhost", client="client")
     res = _probe(MICROPYTHON, tls_city, cfg)
     assert res["server"] == "ok" and res["wronghost"] == "refused" and res["other-server"] == "refused"
+
+
+# --- the command line: bad inventories, --help, --bind ---------------------------------------------------------------
+
+
+def _cli(*args):
+    return subprocess.run([os.path.join(ROOT, ".venv", "bin", "python") if os.path.exists(
+        os.path.join(ROOT, ".venv", "bin", "python")) else "python3", os.path.join(ROOT, "tools", "mosquitto_acl.py")]
+        + list(args), capture_output=True, text=True, timeout=60)
+
+
+def test_cli_refuses_a_bad_inventory_with_one_line_and_writes_nothing(tmp_path):
+    def refused(inv, text, raw=None):
+        path = tmp_path / "inventory.json"
+        path.write_text(raw if raw is not None else json.dumps(inv))
+        out = tmp_path / "out"
+        r = _cli(str(path), str(out), "--plain-port", "1883")
+        lines = r.stderr.strip().splitlines()
+        assert r.returncode == 2 and "Traceback" not in r.stderr and len(lines) == 1, r.stderr
+        assert lines[0].startswith("mosquitto_acl: ") and text in lines[0], lines
+        assert not out.exists()
+        for pw in PW.values():
+            assert pw not in r.stderr
+
+    def changed(change):
+        inv = json.loads(json.dumps(INVENTORY))
+        change(inv)
+        return inv
+
+    refused(changed(lambda i: i["nodes"][1].update(password="short")), "nodes[1].password: 12..256 characters")
+    refused(changed(lambda i: i["nodes"][0].update(password=12345678901234)), "nodes[0].password")
+    refused(changed(lambda i: i["operators"][0].pop("password")), "operators[0].password")
+    refused(changed(lambda i: i["nodes"].append("node-c")), "nodes[2]: must be an object")
+    refused(changed(lambda i: i["nodes"][0].update(groups="east")), "nodes[0].groups: must be a list")
+    refused(changed(lambda i: i["nodes"][0].update(pasword="typo-in-the-key")), "nodes[0]: unknown key 'pasword'")
+    refused(changed(lambda i: i.update(monitors={"user": "x"})), "monitors: must be a list")
+    refused(changed(lambda i: i.update(operator=[])), "unknown key 'operator'")
+    refused(None, "inventory must be an object", raw="[]")
+    refused(None, "Expecting", raw='{"nodes": [')
+    r = _cli(str(tmp_path / "missing.json"), str(tmp_path / "out"), "--plain-port", "1883")
+    assert r.returncode == 2 and "No such file" in r.stderr and "Traceback" not in r.stderr
+    r = _cli(str(tmp_path / "inventory.json"), str(tmp_path / "out"), "--bind", "every-interface")
+    assert r.returncode == 2 and "--bind: must be an IP address" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_cli_help_states_the_password_rule_and_the_bind_default():
+    r = _cli("--help")
+    assert r.returncode == 0
+    assert "12..256 characters" in r.stdout and "Passwords: %d to" % acl.PASSWORD_MIN in r.stdout
+    assert "--bind" in r.stdout and "default 127.0.0.1" in r.stdout
+
+
+@needs_mosquitto
+@pytest.mark.skipif(certtool.openssl_path() is None, reason="the openssl command is not installed")
+def test_cli_tls_listener_binds_loopback_unless_told(tmp_path):
+    c = certtool.make_certs(str(tmp_path / "pki"))
+    certs = tmp_path / "certs"
+    certs.mkdir()
+    for src, name in ((c["ca"]["pem"], "ca.pem"), (c["server"]["pem"], "server.pem"),
+                      (c["server"]["key"], "server.key")):
+        shutil.copy(src, str(certs / name))
+        os.chmod(str(certs / name), 0o644)
+    inv = tmp_path / "inventory.json"
+    inv.write_text(json.dumps(INVENTORY))
+    tls, plain = free_port(), free_port()
+    r = _cli(str(inv), str(tmp_path / "out"), "--certs", str(certs), "--port", str(tls), "--plain-port", str(plain))
+    assert r.returncode == 0 and "TLS listener: port %d on 127.0.0.1" % tls in r.stdout, r.stdout + r.stderr
+    conf = (tmp_path / "out" / "mosquitto.conf").read_text()
+    assert "listener %d 127.0.0.1\n" % tls in conf
+    b = Broker("mosquitto", port=plain, listener=False, extra_conf=conf).start()
+    try:
+        ops = Client(tls, "ops", PW["ops"], tls=certtool.paho_tls(c), host="localhost")
+        assert ops.connected_ok()  # the generated TLS listener works, with the inventory's credentials
+        ops.close()
+    finally:
+        b.close()
+    r = _cli(str(inv), str(tmp_path / "out2"), "--certs", str(certs), "--bind", "0.0.0.0")
+    assert r.returncode == 0 and "port 8883 on every interface" in r.stdout
+    assert "listener 8883 0.0.0.0\n" in (tmp_path / "out2" / "mosquitto.conf").read_text()
+
+
+# --- SECURITY.md says what the code does ---------------------------------------------------------------------------
+
+
+def _security_section(title):
+    with open(os.path.join(ROOT, "SECURITY.md")) as f:
+        text = f.read()
+    start = text.index(title)
+    end = text.find("\n#", start + len(title))
+    return text[start:end if end >= 0 else len(text)]
+
+
+def _expand(pattern):
+    """`a/{b,c}` → ["a/b", "a/c"]."""
+    if "{" not in pattern:
+        return [pattern]
+    head, rest = pattern.split("{", 1)
+    alts, tail = rest.split("}", 1)
+    return [x for a in alts.split(",") for x in _expand(head + a + tail)]
+
+
+def test_security_md_acl_table_is_what_the_tool_generates():
+    import re
+
+    doc = {}
+    for line in _security_section("### Broker access control").splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) != 3 or not cells[0] or cells[0] in ("role",) or cells[0].startswith("---"):
+            continue
+        role = cells[0].split()[0]
+        sub = {"<prefix>": P, "<id>": "node-a", "<g>": "east"}
+        sets = []
+        for cell in cells[1:]:
+            topics = set()
+            for t in re.findall(r"`([^`]+)`", cell):
+                if t.startswith("<prefix>"):
+                    for x in _expand(t):
+                        for k, v in sub.items():
+                            x = x.replace(k, v)
+                        topics.add(x)
+            sets.append(topics)
+        doc[role] = sets
+    sections = {}
+    user = None
+    for line in acl.acl_text(INVENTORY).splitlines():
+        if line.startswith("user "):
+            user = line[5:]
+            sections[user] = (set(), set())
+        elif line.startswith("topic ") and user:
+            mode, topic = line[6:].split(" ", 1)
+            sections[user][0 if mode == "write" else 1].add(topic)
+    for role, user in (("node", "node-a"), ("operator", "ops"), ("monitor", "grafana")):
+        assert doc[role][0] == sections[user][0], (role, "publish", doc[role][0] ^ sections[user][0])
+        assert doc[role][1] == sections[user][1], (role, "receive", doc[role][1] ^ sections[user][1])
+    assert set(doc) == {"node", "operator", "monitor", "anonymous"}
+
+
+def _schema_paths(node, path, out):
+    """Every field path of a JSON schema (from schema.to_json_schema), nested objects included."""
+    if not isinstance(node, dict):
+        return out
+    for k, v in (node.get("properties") or {}).items():
+        out.append(path + (k,))
+        _schema_paths(v, path + (k,), out)
+    for key in ("items", "additionalProperties"):
+        _schema_paths(node.get(key), path + (("[]",) if key == "items" else ()), out)
+    for key in ("anyOf", "oneOf"):
+        for v in node.get(key) or ():
+            _schema_paths(v, path, out)
+    return out
+
+
+def test_security_md_secret_list_is_what_redact_masks():
+    import re
+
+    from firmware import config
+
+    text = _security_section("### No secrets in what the node says")
+    doc = {t for t in re.findall(r"`([a-z_]+(?:\.[a-z_]+)+)`", text)}
+    code = {".".join(p) for p in config.SECRET_PATHS}
+    assert doc == code, doc ^ code
+    # Every password or key in the config schema is one of them (a new secret field must join SECRET_PATHS).
+    fields = {".".join(p) for p in _schema_paths(config.SCHEMA.to_json_schema(), (), [])}
+    secretish = {f for f in fields if "password" in f.split(".")[-1] or f.split(".")[-1].endswith("_key")}
+    assert secretish and secretish <= code, secretish - code
+    # And redact really masks each of them in a full config.
+    cfg = config.validate({"mqtt": {"password": "p" * 16, "tls": {"ca": "QUJD", "client_key": "a2V5"}},
+                           "security": {"node_key": "n" * 32, "group_key": "g" * 32},
+                           "ota": {"update_key": "u" * 32}, "hw": {"wifi": {"ssid": "x", "password": "w" * 12}}})
+    red = config.redact(cfg)
+    for keys in config.SECRET_PATHS:
+        d = red
+        for k in keys:
+            d = d[k]
+        assert d == "***", keys

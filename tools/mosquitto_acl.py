@@ -1,6 +1,10 @@
 """Generate a city broker's access control from the fleet inventory: mosquitto ACL file, password file, config.
 
-    python tools/mosquitto_acl.py INVENTORY.json OUTDIR [--port 8883] [--certs DIR] [--plain-port 1883]
+    python tools/mosquitto_acl.py INVENTORY.json OUTDIR [--certs DIR [--port 8883] [--bind ADDR]] [--plain-port N]
+
+--certs DIR (ca.pem, server.pem, server.key) adds the TLS listener; it binds 127.0.0.1 unless --bind names the
+address nodes reach it on (0.0.0.0 for every interface): exposing the broker is a choice, never a default.
+--plain-port adds a listener without TLS, always on 127.0.0.1 (tests, an agent on the broker host).
 
 INVENTORY.json:
     {"prefix": "city/lights",
@@ -17,6 +21,7 @@ A node's MQTT user name is its node id (and, with use_username_as_clientid, so i
 - operator: read everything under the prefix; publish only command topics (node, group, broadcast) and update
   chunks (<prefix>/<id>/ota).
 - monitor: read everything under the prefix; publish nothing.
+Every password: 12..256 characters (PASSWORD_MIN, PASSWORD_MAX), one line.
 Anonymous clients are refused. Passwords go into a mosquitto password file (PBKDF2-SHA512, `$7$`), made with
 `mosquitto_passwd -b` when it is installed, else by the same algorithm here (the format mosquitto 2 reads).
 
@@ -24,8 +29,10 @@ From Python: `generate(inventory, outdir, listeners=...)` → {"acl", "passwd", 
 `acl_text(inventory)`, `security_conf(...)`, `write_password_file(...)`, `tls_listener(...)`, `plain_listener(...)`.
 """
 
+import argparse
 import base64
 import hashlib
+import ipaddress
 import json
 import os
 import shutil
@@ -46,6 +53,13 @@ PBKDF2_ROUNDS = 101  # what mosquitto_passwd 2.0 writes; mosquitto reads the cou
 USER_CHARS = NAME_CHARS + "ABCDEFGHIJKLMNOPQRSTUVWXYZ.@"
 
 
+PASSWORD_MIN = 12  # a broker password guessed online is a lamp post's (or the whole fleet's) command channel
+PASSWORD_MAX = 256
+# "user" of a node: allowed only as its id (what check_inventory itself returns, so checking again is harmless).
+ROLE_KEYS = {"nodes": ("id", "groups", "password", "user"), "operators": ("user", "password"),
+             "monitors": ("user", "password")}
+
+
 class InventoryError(ValueError):
     pass
 
@@ -56,10 +70,33 @@ def _name(value, what, chars=NAME_CHARS, maxlen=32):
     return value
 
 
+def _password(pw, where):
+    if not isinstance(pw, str) or not PASSWORD_MIN <= len(pw) <= PASSWORD_MAX or "\n" in pw or "\r" in pw:
+        raise InventoryError("%s.password: %d..%d characters, one line" % (where, PASSWORD_MIN, PASSWORD_MAX))
+    return pw
+
+
+def _entries(inv, role):
+    entries = inv.get(role, [])
+    if not isinstance(entries, list):
+        raise InventoryError("%s: must be a list" % role)
+    for i, e in enumerate(entries):
+        where = "%s[%d]" % (role, i)
+        if not isinstance(e, dict):
+            raise InventoryError("%s: must be an object" % where)
+        unknown = sorted(k for k in e if k not in ROLE_KEYS[role])
+        if unknown:
+            raise InventoryError("%s: unknown key %r (allowed: %s)" % (where, unknown[0], ", ".join(ROLE_KEYS[role])))
+        yield where, e
+
+
 def check_inventory(inv):
     """Validate the inventory; returns it normalised. InventoryError names the offending entry."""
     if not isinstance(inv, dict):
         raise InventoryError("inventory must be an object")
+    unknown = sorted(k for k in inv if k not in ("prefix",) + tuple(ROLE_KEYS))
+    if unknown:
+        raise InventoryError("unknown key %r (allowed: prefix, nodes, operators, monitors)" % unknown[0])
     prefix = inv.get("prefix", "city/lights")
     if not isinstance(prefix, str) or not prefix or prefix.startswith("/") or prefix.endswith("/") \
             or any(c in prefix for c in "+#\n ") or "//" in prefix:
@@ -67,23 +104,24 @@ def check_inventory(inv):
     users = set()
     out = {"prefix": prefix, "nodes": [], "operators": [], "monitors": []}
     for role in ("nodes", "operators", "monitors"):
-        for i, e in enumerate(inv.get(role, [])):
-            where = "%s[%d]" % (role, i)
+        for where, e in _entries(inv, role):
             if role == "nodes":
                 user = _name(e.get("id"), where + ".id")  # the user name is the node id
                 if user in RESERVED:
                     raise InventoryError("%s.id: %r is reserved" % (where, user))
-                groups = [_name(g, where + ".groups") for g in e.get("groups", [])]
+                if e.get("user", user) != user:
+                    raise InventoryError("%s.user: a node's user name is its id %r" % (where, user))
+                groups = e.get("groups", [])
+                if not isinstance(groups, list):
+                    raise InventoryError("%s.groups: must be a list of group names" % where)
+                groups = [_name(g, where + ".groups") for g in groups]
             else:
                 user = _name(e.get("user"), where + ".user", USER_CHARS, 64)
                 groups = []
             if user in users:
                 raise InventoryError("%s: user %r appears twice" % (where, user))
             users.add(user)
-            pw = e.get("password")
-            if not isinstance(pw, str) or len(pw) < 12 or "\n" in pw or "\r" in pw:
-                raise InventoryError("%s.password: at least 12 characters, one line" % where)
-            entry = {"user": user, "password": pw}
+            entry = {"user": user, "password": _password(e.get("password"), where)}
             if role == "nodes":
                 entry["id"] = user
                 entry["groups"] = groups
@@ -169,7 +207,7 @@ def plain_listener(port, host="127.0.0.1", username_as_clientid=True):
 
 
 def tls_listener(port, cafile, certfile, keyfile, host=None, require_client_cert=False, username_as_clientid=True):
-    """A TLS listener (PEM files); host None listens on every interface, as a city broker does."""
+    """A TLS listener (PEM files) on `host`; None listens on every interface (the CLI never passes None: --bind)."""
     lines = ["listener %d%s" % (port, " " + host if host else ""), "use_username_as_clientid %s" %
              _onoff(username_as_clientid), "cafile %s" % cafile, "certfile %s" % certfile, "keyfile %s" % keyfile,
              "tls_version tlsv1.2"]
@@ -207,31 +245,78 @@ def generate(inv, outdir, listeners, max_packet_size=65536, use_tool=None):
     return {"acl": acl, "passwd": passwd, "conf": conf, "hashed_by": hashed_by}
 
 
+def _port(text):
+    try:
+        port = int(text)
+    except ValueError:
+        port = 0
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError("must be a port number 1..65535, not %r" % text)
+    return port
+
+
+def _address(text):
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError("must be an IP address (0.0.0.0: every interface), not %r" % text)
+
+
+def build_parser():
+    ap = argparse.ArgumentParser(
+        prog="mosquitto_acl", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=__doc__.split("\nFrom Python:")[0],
+        epilog="Passwords: %d to %d characters, one line. Exit status: 0 written; 2 bad inventory or arguments "
+               "(nothing written)." % (PASSWORD_MIN, PASSWORD_MAX))
+    ap.add_argument("inventory", help="fleet inventory JSON: prefix, nodes, operators, monitors")
+    ap.add_argument("outdir", help="where acl, passwd and mosquitto.conf are written")
+    ap.add_argument("--certs", help="directory with ca.pem, server.pem, server.key: adds the TLS listener")
+    ap.add_argument("--port", type=_port, default=8883, help="TLS listener port (default 8883)")
+    ap.add_argument("--bind", type=_address, default="127.0.0.1",
+                    help="address the TLS listener binds (default 127.0.0.1: this host only; give the address "
+                         "nodes connect to, or 0.0.0.0 for every interface)")
+    ap.add_argument("--plain-port", type=_port, help="a listener without TLS on 127.0.0.1 (never another address)")
+    return ap
+
+
+def _load_inventory(path):
+    try:
+        with open(path) as f:
+            return check_inventory(json.load(f))
+    except OSError as e:
+        raise InventoryError("%s: %s" % (path, e.strerror or e))
+    except ValueError as e:  # a JSON syntax error, or InventoryError (a ValueError too) naming the entry
+        raise InventoryError("%s: %s" % (path, e))
+
+
 def main(argv):
-    args = list(argv[1:])
-    opts = {"--port": "8883", "--certs": None, "--plain-port": None}
-    for k in list(opts):
-        if k in args:
-            i = args.index(k)
-            opts[k] = args[i + 1]
-            del args[i:i + 2]
-    if len(args) != 2:
-        print(__doc__)
+    ap = build_parser()
+    try:
+        args = ap.parse_args(argv[1:])
+    except SystemExit as e:  # argparse printed the usage line and the error (or --help)
+        return e.code if isinstance(e.code, int) else 2
+    try:
+        inv = _load_inventory(args.inventory)
+        listeners = []
+        if args.certs:
+            files = [os.path.join(args.certs, n) for n in ("ca.pem", "server.pem", "server.key")]
+            missing = [f for f in files if not os.path.isfile(f)]
+            if missing:
+                raise InventoryError("--certs %s: %s not found" % (args.certs, ", ".join(map(os.path.basename,
+                                                                                            missing))))
+            listeners.append(tls_listener(args.port, files[0], files[1], files[2], host=args.bind))
+        if args.plain_port:
+            listeners.append(plain_listener(args.plain_port))
+        if not listeners:
+            raise InventoryError("give --certs DIR (TLS listener) and/or --plain-port N (loopback only)")
+        out = generate(inv, args.outdir, listeners)
+    except (InventoryError, OSError, RuntimeError) as e:
+        print("mosquitto_acl: %s" % e, file=sys.stderr)
         return 2
-    with open(args[0]) as f:
-        inv = json.load(f)
-    listeners = []
-    if opts["--certs"]:
-        c = opts["--certs"]
-        listeners.append(tls_listener(int(opts["--port"]), os.path.join(c, "ca.pem"), os.path.join(c, "server.pem"),
-                                      os.path.join(c, "server.key")))
-    if opts["--plain-port"]:
-        listeners.append(plain_listener(int(opts["--plain-port"])))
-    if not listeners:
-        print("give --certs DIR (TLS listener) and/or --plain-port N (loopback only)", file=sys.stderr)
-        return 2
-    out = generate(inv, args[1], listeners)
     print("wrote %s, %s (passwords hashed by %s), %s" % (out["acl"], out["passwd"], out["hashed_by"], out["conf"]))
+    if args.certs:
+        where = "every interface" if args.bind in ("0.0.0.0", "::") else args.bind
+        print("TLS listener: port %d on %s" % (args.port, where))
     return 0
 
 
