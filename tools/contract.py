@@ -236,8 +236,6 @@ DETAIL = AnyOf([
     _out({"cause": Enum(("power_on", "brownout"))}, doc="supply_loss"),
     _out({"level": Float(0, 100), "sun": Nullable(Float(-90, 90)), "v": Opt(_F), "a": Opt(_F), "w": Opt(_F)},
          doc="day_burning: the level, the sun's elevation (null without valid time) and the reading if any"),
-    _out({"level": Float(0, 100), "sun": Nullable(Float(-90, 90)), "v": Opt(_F), "a": Opt(_F), "w": Opt(_F)},
-         doc="day_burning: the level, the sun's elevation (null without valid time) and the reading if any"),
     Const(None),
 ], doc="what the detector saw")
 
