@@ -29,6 +29,17 @@ def any_broker(request):
     b.close()
 
 
+@pytest.fixture(scope="module")
+def module_broker():
+    """One broker shared by a test module's tests (each uses its own node ids): mosquitto when installed, else the
+    embedded one."""
+    from broker import Broker
+
+    b = Broker("auto").start()
+    yield b
+    b.close()
+
+
 @pytest.fixture
 def broker():
     """One fresh broker: mosquitto when installed, else the embedded one."""

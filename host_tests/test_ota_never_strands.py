@@ -14,7 +14,6 @@ from conftest import ROOT
 
 sys.path.insert(0, os.path.join(ROOT, "tools"))
 import ota as otatool  # noqa: E402
-from broker import Broker  # noqa: E402
 from vnode import VirtualNode  # noqa: E402
 
 KEY = "00112233445566778899aabbccddeeff"
@@ -69,10 +68,8 @@ CASES = sorted(_cases())
 
 
 @pytest.fixture(scope="module")
-def broker():
-    b = Broker("auto").start()
-    yield b
-    b.close()
+def broker(module_broker):
+    return module_broker
 
 
 @pytest.fixture

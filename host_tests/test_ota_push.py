@@ -27,10 +27,8 @@ OTA = os.path.join(ROOT, "tools", "ota.py")
 
 
 @pytest.fixture(scope="module")
-def broker():
-    b = Broker("auto").start()
-    yield b
-    b.close()
+def broker(module_broker):
+    return module_broker
 
 
 @pytest.fixture(scope="module")
