@@ -24,7 +24,7 @@ def _choose():
         prev = d.get("previous")
         d = {"active": prev if ok(prev) else "factory", "previous": None, "trial": False, "boots": 0,
              "version": d.get("from"), "result": {"kind": "ota_rollback", "version": d.get("version"),
-                                                  "reason": why, "reported": False}}
+                                                  "reason": why[:200], "reported": False}}
         save(d)
         print("boot.py: rolled back:", why)
         return d
