@@ -6,6 +6,7 @@ The live script (static/console.js) keeps them current from the event stream wit
 
 import json
 import time
+import urllib.parse
 
 from console import energy, svg
 from console.html import ago, csrf_field, esc, local, look_chip, page, utc
@@ -41,35 +42,85 @@ def map_page(app, session, q):
     return _shell(app, "Map", body, session, "map")
 
 
+FLEET_PAGE_ROWS = 250  # a city of 50,000 posts is filtered and sorted here, not in the browser
+_SORTS = {"post": lambda p: p["id"], "state": lambda p: p["look"], "level": lambda p: -1 if p["level"] is None
+          else p["level"], "reason": lambda p: p["reason"] or "", "faults": lambda p: ",".join(p["faults"]),
+          "groups": lambda p: ",".join(p["groups"]), "firmware": lambda p: p["fw"] or "",
+          "energy": lambda p: p["energy_wh"] or 0.0, "heard": lambda p: p["heard"] or 0.0}
+
+
+def _matches(p, text, group, look, fw):
+    if group and group not in p["groups"]:
+        return False
+    if look and p["look"] != look:
+        return False
+    if fw and p["fw"] != fw:
+        return False
+    if text:
+        hay = " ".join([p["id"], p["reason"] or "", " ".join(p["faults"]), " ".join(p["groups"])]).lower()
+        return text.lower() in hay
+    return True
+
+
 def fleet_page(app, session, q):
     posts = app.fleet.snapshot()
     groups = app.fleet.groups()
     fws = sorted({p["fw"] for p in posts if p["fw"]})
+    text, group, look, fw = (q.get(k, "").strip() for k in ("q", "group", "look", "fw"))
+    sort = q.get("sort") if q.get("sort") in _SORTS else "post"
+    desc = q.get("dir") == "desc"
+    chosen = sorted((p for p in posts if _matches(p, text, group, look, fw)), key=_SORTS[sort], reverse=desc)
+    try:
+        page_no = max(0, int(q.get("page", "0")))
+    except ValueError:
+        page_no = 0
+    shown = chosen[page_no * FLEET_PAGE_ROWS:(page_no + 1) * FLEET_PAGE_ROWS]
     rows = []
-    for p in posts:
-        rows.append('<tr data-id="%s" data-look="%s" data-groups="%s" data-fw="%s"><td><a href="/post/%s">%s</a></td>'
-                    '<td data-v="%s">%s</td><td data-v="%s">%s</td><td>%s</td><td>%s</td><td>%s</td><td>%s</td>'
-                    '<td data-v="%s">%s</td><td data-v="%s">%s</td></tr>' % (
-                        esc(p["id"]), p["look"], esc(" ".join(p["groups"])), esc(p["fw"] or ""), esc(p["id"]),
-                        esc(p["id"]), p["look"], look_chip(p["look"]), -1 if p["level"] is None else p["level"],
+    for p in shown:
+        rows.append('<tr data-id="%s" data-look="%s"><td><a href="/post/%s">%s</a></td><td>%s</td><td>%s</td>'
+                    '<td>%s</td><td>%s</td><td>%s</td><td>%s</td><td>%s</td><td>%s</td></tr>' % (
+                        esc(p["id"]), p["look"], esc(p["id"]), esc(p["id"]), look_chip(p["look"]),
                         "-" if p["level"] is None else "%g %%" % p["level"], esc(p["reason"] or "-"),
                         esc(", ".join(p["faults"]) or "-"), esc(", ".join(p["groups"]) or "-"), esc(p["fw"] or "-"),
-                        p["energy_wh"] or 0, "-" if p["energy_wh"] is None else "%.1f" % (p["energy_wh"] / 1000.0),
-                        p["heard"] or 0, ago(p["heard"]) if p["heard"] else "-"))
-    opts = lambda values: "".join('<option value="%s">%s</option>' % (esc(v), esc(v)) for v in values)  # noqa: E731
-    filters = ('<form class="filters" id="fleet-filters" onsubmit="return false">'
-               '<input type="search" id="f-text" placeholder="search id, reason, fault…">'
-               '<select id="f-group"><option value="">all groups</option>%s</select>'
-               '<select id="f-look"><option value="">any state</option>%s</select>'
-               '<select id="f-fw"><option value="">any firmware</option>%s</select>'
-               '<span id="f-shown"></span></form>') % (opts(groups), opts(LOOKS), opts(fws))
-    table = ('<table class="data sortable" id="fleet-table"><thead><tr><th data-sort="text">post</th>'
-             '<th data-sort="text">state</th><th data-sort="num">level</th><th data-sort="text">reason</th>'
-             '<th data-sort="text">faults</th><th data-sort="text">groups</th><th data-sort="text">firmware</th>'
-             '<th data-sort="num">energy kWh</th><th data-sort="num">last heard</th></tr></thead><tbody>%s'
-             '</tbody></table>') % "".join(rows)
-    body = '<div class="toolbar"><h1>Fleet</h1></div>%s<div class="card">%s%s</div>' % (
-        counts_bar(app.fleet.counts()), filters, table)
+                        "-" if p["energy_wh"] is None else "%.1f" % (p["energy_wh"] / 1000.0),
+                        ago(p["heard"]) if p["heard"] else "-"))
+    keep = {k: v for k, v in (("q", text), ("group", group), ("look", look), ("fw", fw)) if v}
+
+    def link(**over):
+        d = dict(keep, sort=sort, dir="desc" if desc else "asc")
+        d.update(over)
+        return "/fleet?" + urllib.parse.urlencode(d)
+
+    def opts(values, current):
+        return "".join('<option value="%s"%s>%s</option>' % (esc(v), " selected" if v == current else "", esc(v))
+                       for v in values)
+
+    heads = "".join('<th class="%s"><a href="%s">%s</a></th>' % (
+        ("desc" if desc else "asc") if key == sort else "", esc(link(sort=key, dir="asc" if key != sort or desc
+                                                                     else "desc", page=0)), label)
+        for key, label in (("post", "post"), ("state", "state"), ("level", "level"), ("reason", "reason"),
+                           ("faults", "faults"), ("groups", "groups"), ("firmware", "firmware"),
+                           ("energy", "energy kWh"), ("heard", "last heard")))
+    filters = ('<form class="filters" id="fleet-filters" method="get" action="/fleet">'
+               '<input type="search" name="q" id="f-text" value="%s" placeholder="search id, reason, fault…">'
+               '<select name="group" id="f-group"><option value="">all groups</option>%s</select>'
+               '<select name="look" id="f-look"><option value="">any state</option>%s</select>'
+               '<select name="fw" id="f-fw"><option value="">any firmware</option>%s</select>'
+               '<input type="hidden" name="sort" value="%s"><input type="hidden" name="dir" value="%s">'
+               '<span id="f-shown">%s</span></form>') % (
+        esc(text), opts(groups, group), opts(LOOKS, look), opts(fws, fw), sort, "desc" if desc else "asc",
+        "%d–%d of %d%s" % (page_no * FLEET_PAGE_ROWS + 1 if shown else 0, page_no * FLEET_PAGE_ROWS + len(shown),
+                           len(chosen), "" if len(chosen) == len(posts) else " (of %d posts)" % len(posts)))
+    pager = ""
+    if len(chosen) > FLEET_PAGE_ROWS:
+        pager = '<div class="pager">%s%s</div>' % (
+            '<a href="%s">← previous</a>' % esc(link(page=page_no - 1)) if page_no else "",
+            '<a href="%s">next →</a>' % esc(link(page=page_no + 1))
+            if (page_no + 1) * FLEET_PAGE_ROWS < len(chosen) else "")
+    table = ('<table class="data sortable" id="fleet-table"><thead><tr>%s</tr></thead><tbody>%s</tbody></table>' % (
+        heads, "".join(rows)))
+    body = '<div class="toolbar"><h1>Fleet</h1></div>%s<div class="card">%s%s%s</div>' % (
+        counts_bar(app.fleet.counts()), filters, table, pager)
     return _shell(app, "Fleet", body, session, "fleet")
 
 
@@ -87,7 +138,7 @@ def alarms_page(app, session, q):
                     '<td>%s</td><td>%s</td><td class="detail">%s</td><td>%s</td></tr>' % (
                         " acked" if a["acked_by"] else "", esc(a["name"]), esc(a["node"]), esc(a["node"]),
                         esc(a["name"]), ago(a["raised_rx"]), utc(a["raised_rx"]),
-                        esc(json.dumps(a["detail"]) if a["detail"] else "-"), ack))
+                        esc(detail_text(a["detail"])), ack))
     active_html = ('<table class="data" id="active-alarms"><thead><tr><th>post</th><th>alarm</th><th>age</th>'
                    '<th>raised</th><th>detail</th><th></th></tr></thead><tbody>%s</tbody></table>' % "".join(rows)
                    if rows else '<p class="ok-note" id="active-alarms">No active alarms.</p>')
@@ -119,12 +170,26 @@ def _value(v):
     if v is None:
         return "-"
     if isinstance(v, float):
-        return "%.6g" % v
+        return "%.4g" % v
     if isinstance(v, list):
         return ", ".join(map(str, v)) or "-"
     if isinstance(v, dict):
         return json.dumps(v)
     return str(v)
+
+
+def detail_text(d):
+    """An alarm's or event's detail as short text: floats to 4 digits, keys in order."""
+    if not isinstance(d, dict):
+        return "-" if d is None else str(d)
+    return " · ".join("%s %s" % (k, _value(v)) for k, v in sorted(d.items())) or "-"
+
+
+def _override_text(o):
+    if not isinstance(o, dict):
+        return _value(o)
+    until = o.get("until")
+    return "%s %%%s" % (_value(o.get("level")), " until %s" % utc(until) if until else " until cleared")
 
 
 def _kv(doc, keys):
@@ -170,10 +235,10 @@ def post_page(app, session, node, q):
     series = app.store.tele_series(node, t0, t1, hourly=span > _RAW_UP_TO_S)
     nominal = energy.lamp_and_site(cfg)[0]
     level_chart = svg.line_chart([("level %", "level", [(t, lv) for t, lv, w, lux in series])], t0, t1, 100,
-                                 "level %", off, step=True, chart_id="chart-level")
+                                 "level %", off * 60, step=True, chart_id="chart-level")
     w_max = max([w for _, _, w, _ in series if w is not None] + [nominal * 1.1])
     power_chart = svg.line_chart([("power W", "power", [(t, w) for t, lv, w, lux in series])], t0, t1,
-                                 round(w_max * 1.1, 0), "W", off, chart_id="chart-power")
+                                 round(w_max * 1.1, 0), "W", off * 60, chart_id="chart-power")
     periods = "".join('<a class="%s" href="/post/%s?period=%s">%s</a>' % (
         "active" if k == period else "", esc(node), k, k) for k, _ in PERIODS)
     state = p["state"] or {}
@@ -183,7 +248,9 @@ def post_page(app, session, node, q):
         d = e["doc"]
         what = ("alarm %s %s" % (d.get("name"), "raised" if d.get("active") else "cleared")
                 if e["kind"] == "alarm" else e["kind"])
-        log_rows.append((e["rx"], what, json.dumps({k: v for k, v in d.items() if k not in ("kind", "seq", "t")})))
+        log_rows.append((e["rx"], what, detail_text(d.get("detail", {k: v for k, v in d.items()
+                                                                     if k not in ("kind", "seq", "t", "name",
+                                                                                  "active")}))))
     for s in app.store.state_history(node, 30):
         log_rows.append((s["rx"], "state %s %% (%s)" % ("-" if s["level"] is None else "%g" % s["level"], s["reason"]),
                          ", ".join(s["faults"]) or ""))
@@ -201,10 +268,12 @@ def post_page(app, session, node, q):
 <div class="card"><h2>Commands</h2>%s</div></div>
 <div class="card"><div class="toolbar"><h2>Telemetry</h2><div class="periods">%s</div>
 <span class="muted">node time %s – %s (local)</span></div>%s%s</div>
-<div class="grid2"><div class="card"><h2>Log</h2><table class="data small"><tbody>%s</tbody></table></div>
+<div class="grid2"><div class="card"><h2>Log</h2><table class="data small"><thead><tr><th>received</th><th>what</th>
+<th>detail</th></tr></thead><tbody>%s</tbody></table></div>
 <div class="card"><h2>Config <span class="muted">(secrets hidden)</span></h2>%s</div></div>""" % (
         esc(node), esc(node), look_chip(p["look"]), esc(", ".join(p["groups"])),
-        _kv(dict(state, online=p["online"], lux=tele.get("lux"), w=tele.get("w"), v=tele.get("v"),
+        _kv(dict(state, online=p["online"], override=_override_text(state.get("override")), lux=tele.get("lux"),
+                 w=tele.get("w"), v=tele.get("v"),
                  rssi=tele.get("rssi"), lat=p["lat"], lon=p["lon"]),
             ("online", "level", "reason", "mode", "override", "faults", "time_valid", "lux", "w", "v", "energy_wh",
              "burn_h", "rssi", "fw", "config", "lat", "lon")),

@@ -128,7 +128,7 @@ def preview(base_cfg, doc, night):
     pts = [(t + t2u, lv) for t, lv in zip(rec["t"], rec["level"]) if lo <= t + t2u <= hi]
     marks = [(m + t2u, label) for m, label in ((sset, "sunset"), (srise, "sunrise")) if m is not None]
     chart = svg.line_chart([("program level %", "level", pts), ("all night full", "baseline", [(lo, 100), (hi, 100)])],
-                           lo, hi, 110, "level %", off, step=True, marks=marks, w=820, h=240, chart_id="night-chart")
+                           lo, hi, 110, "level %", off, step=True, marks=marks, chart_id="night-chart")
     wh = sum(w * dt for w, dt in zip(rec["watts"], rec["dt"])) / 3600.0
     full = (srise - sset) / 3600.0 * summary["nominal_w"] if sset and srise else 0.0
     return chart, {"wh": wh, "full_wh": full, "nominal_w": summary["nominal_w"]}

@@ -153,7 +153,7 @@ def _time_ticks(t0, t1, offset_s):
 def line_chart(series, t0, t1, y_max, y_label, offset_s=0, step=False, marks=(), w=1200, h=250, chart_id=None):
     """Lines over time. series: [(label, css class, [(t, value or None)])]; marks: [(t, label)] vertical lines.
     Times are Unix seconds, labelled in local time (offset_s from UTC)."""
-    left, right, top, bottom = 48, 12, 14, 30
+    left, right, top, bottom = 48, 12, 30, 30
     pw, ph = w - left - right, h - top - bottom
     t1 = max(t1, t0 + 1)
 
@@ -189,12 +189,12 @@ def line_chart(series, t0, t1, y_max, y_label, offset_s=0, step=False, marks=(),
         if step and last is not None:
             d.append("L%.1f,%.1f" % (X(t1), Y(last)))
         out.append('<path class="line %s" d="%s"><title>%s</title></path>' % (_a(css), " ".join(d), _a(label)))
-    out.append('<text class="ylabel" x="6" y="%d">%s</text>' % (top - 2, _a(y_label)))
-    legend_x = left + 8
+    out.append('<text class="ylabel" x="6" y="%d">%s</text>' % (top - 12, _a(y_label)))
+    legend_x = w - right - sum(30 + 7 * len(label) for label, _, _ in series)  # above the plot, on the right
     for label, css, _ in series:
         out.append('<rect class="swatch %s" x="%d" y="%d" width="10" height="10"/><text class="legend" x="%d" '
-                   'y="%d">%s</text>' % (_a(css), legend_x, top + 4, legend_x + 14, top + 13, _a(label)))
-        legend_x += 24 + 7 * len(label)
+                   'y="%d">%s</text>' % (_a(css), legend_x, 6, legend_x + 14, 15, _a(label)))
+        legend_x += 30 + 7 * len(label)
     out.append('</svg>')
     return "".join(out)
 

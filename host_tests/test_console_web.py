@@ -184,6 +184,25 @@ def test_map_shows_every_post(site, web):
     assert _css(web, ".scale text")[0].text.endswith("m")  # a scale bar, in metres at this size
 
 
+def test_fleet_table_filters_sorts_and_counts(site, web, city):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    _login(web, site, "op")
+    d = web.driver
+    d.get(site.url + "/fleet")
+    ids = lambda: [r.get_attribute("data-id") for r in _css(web, "#fleet-table tbody tr")]  # noqa: E731
+    assert ids() == [n for n, _, _ in NODES]
+    assert _css(web, "#count-total")[0].text == str(len(NODES))
+    Select(d.find_element(By.ID, "f-group")).select_by_value("street-2")  # submits the filter form
+    _wait(lambda: ids() == ["lp-0002"], "the group filter")
+    assert "1–1 of 1" in d.find_element(By.ID, "f-shown").text
+    d.get(site.url + "/fleet?sort=post&dir=desc")
+    assert ids() == [n for n, _, _ in reversed(NODES)]
+    d.find_element(By.ID, "f-text").send_keys("lp-0003")
+    _wait(lambda: ids() == ["lp-0003"], "the text filter")
+
+
 def test_set_from_post_page_changes_lamp_and_map(site, web, city):
     from selenium.webdriver.common.by import By
 

@@ -39,20 +39,20 @@
     if (r) {
       r.dataset.look = p.look;
       const td = r.children;
-      td[1].dataset.v = p.look;
       td[1].innerHTML = '<span class="chip ' + esc(p.look) + '">' + esc(p.look) + "</span>";
-      td[2].dataset.v = p.level == null ? -1 : p.level;
       td[2].textContent = p.level == null ? "-" : p.level + " %";
       td[3].textContent = p.reason || "-";
       td[4].textContent = p.faults.join(", ") || "-";
-      if (p.energy_wh != null) { td[7].dataset.v = p.energy_wh; td[7].textContent = (p.energy_wh / 1000).toFixed(1); }
+      if (p.energy_wh != null) td[7].textContent = (p.energy_wh / 1000).toFixed(1);
     }
     const look = $("#post-look");
     if (look && look.dataset.id === p.id) {
       look.innerHTML = '<span class="chip ' + esc(p.look) + '">' + esc(p.look) + "</span>";
       for (const k of ["level", "reason", "faults", "online"]) {
         const dd = $("#kv-" + k);
-        if (dd) dd.textContent = k === "faults" ? (p.faults.join(", ") || "-") : (p[k] == null ? "" : String(p[k]));
+        const v = p[k];
+        if (dd) dd.textContent = k === "faults" ? (p.faults.join(", ") || "-") :
+          v === true ? "yes" : v === false ? "no" : v == null ? "-" : String(v);
       }
     }
   }
@@ -68,7 +68,7 @@
     const es = new EventSource("/events");
     const live = $("#live");
     es.addEventListener("hello", () => { if (live) live.classList.add("on"); });
-    es.addEventListener("posts", (e) => { JSON.parse(e.data).forEach(updatePost); filterFleet(); });
+    es.addEventListener("posts", (e) => { JSON.parse(e.data).forEach(updatePost); });
     es.addEventListener("counts", (e) => {
       const c = JSON.parse(e.data);
       for (const k in c) { const el = $("#count-" + k); if (el) el.textContent = c[k]; }
@@ -86,34 +86,13 @@
   }
   if (page) connect();
 
-  // --- fleet table: filter and sort ---
-  function filterFleet() {
-    const table = $("#fleet-table");
-    if (!table) return;
-    const text = ($("#f-text").value || "").toLowerCase();
-    const group = $("#f-group").value, look = $("#f-look").value, fw = $("#f-fw").value;
-    let shown = 0;
-    for (const r of table.tBodies[0].rows) {
-      const ok = (!text || r.textContent.toLowerCase().includes(text)) &&
-        (!group || (" " + r.dataset.groups + " ").includes(" " + group + " ")) &&
-        (!look || r.dataset.look === look) && (!fw || r.dataset.fw === fw);
-      r.hidden = !ok;
-      if (ok) shown++;
-    }
-    $("#f-shown").textContent = shown + " of " + table.tBodies[0].rows.length + " shown";
+  // --- fleet table: filters and sorting are the server's (a city does not fit in one page); a change reloads ---
+  const filters = $("#fleet-filters");
+  if (filters) {
+    let typing = null;
+    $$("select", filters).forEach((el) => el.addEventListener("change", () => filters.submit()));
+    $("#f-text").addEventListener("input", () => { clearTimeout(typing); typing = setTimeout(() => filters.submit(), 600); });
   }
-  $$("#fleet-filters input, #fleet-filters select").forEach((el) => el.addEventListener("input", filterFleet));
-  filterFleet();
-  $$("table.sortable th").forEach((th, i) => th.addEventListener("click", () => {
-    const tbody = th.closest("table").tBodies[0];
-    const asc = !th.classList.contains("asc");
-    $$("th", th.parentNode).forEach((h) => h.classList.remove("asc", "desc"));
-    th.classList.add(asc ? "asc" : "desc");
-    const num = th.dataset.sort === "num";
-    const key = (r) => { const td = r.children[i]; const v = td.dataset.v != null ? td.dataset.v : td.textContent; return num ? parseFloat(v) || 0 : v.toLowerCase(); };
-    const sorted = Array.from(tbody.rows).sort((a, b) => (key(a) > key(b) ? 1 : key(a) < key(b) ? -1 : 0) * (asc ? 1 : -1));
-    sorted.forEach((r) => tbody.appendChild(r));
-  }));
 
   // --- commands: post through fetch, then follow the command until every post answered ---
   function showResults(box, view) {
