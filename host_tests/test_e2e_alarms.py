@@ -106,7 +106,7 @@ def test_sensor_stuck_at_a_daylight_reading_no_longer_keeps_the_street_dark(brok
     assert STUCK_BY_DAY["start_t2k"] == at(13) and STUCK_AT_NIGHT["start_t2k"] == at(1, 30, 1)
     op = Operator(broker.host, broker.port)
     try:
-        start(node_factory, broker, STUCK_BY_DAY, mode="photocell")
+        vn = start(node_factory, broker, STUCK_BY_DAY, mode="photocell")
         ev = wait_alarm(op, "light_sensor_fault", True, 120)
         assert ev["detail"]["reason"] == "bright_night"
         # Raised 30 min (bright_night_h) after the sun passed -6 degrees (18:50 that day), not at 22:14 as before.
@@ -123,6 +123,14 @@ def test_sensor_stuck_at_a_daylight_reading_no_longer_keeps_the_street_dark(brok
         before = [s for s in states(op) if "light_sensor_fault" not in s["faults"] and s["time_valid"]]
         assert before and all(s["level"] == 0 and s["reason"] == "photocell" for s in before)
         assert alarm(op, "light_sensor_fault", False) is None  # still stuck: the flag holds
+        # A restart does not hand the street back to the stuck sensor: the flag is stored, and the first decision
+        # after boot (before any network) already follows the program.
+        n0 = len(states(op))
+        vn.restart(cause="soft")
+        op.wait_for(lambda: len(states(op)) > n0, 30)
+        first = states(op)[n0]
+        assert first["reason"] == FALLBACK and first["level"] in (100, 60) and "light_sensor_fault" in first["faults"]
+        assert [e for e in alarm_log(op) if e[0] == "light_sensor_fault"] == [("light_sensor_fault", True)]
     finally:
         op.close()
 
