@@ -55,6 +55,7 @@ KEYRING = "/usr/share/keyrings/debian-archive-keyring.gpg"
 CROSS = "i686-linux-gnu-"
 CROSS_PACKAGE = "gcc-i686-linux-gnu"
 KEEP_ESP32_BINARIES = 8
+KEEP_STAGES = 32  # staged source folders (a board build outside this script may still be reading a recent one)
 BOARD_MANIFEST = os.path.join(ROOT, "boards", "STREETLIGHT_ESP32", "manifest.py")
 UNIX_MANIFEST = os.path.join(ROOT, "boards", "STREETLIGHT_ESP32", "manifest_unix_sim.py")
 
@@ -247,6 +248,7 @@ def _stage(files):
     top = os.path.join(cache_dir(), "stage")
     dest = os.path.join(top, h.hexdigest()[:16])
     if os.path.exists(dest):
+        os.utime(dest)  # marks it recent for _prune; the files inside keep their times
         return dest
     os.makedirs(top, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix="tmp-", dir=top)
@@ -335,6 +337,7 @@ def build_esp32(root=ROOT, log=sys.stderr):
             "LDFLAGS_EXTRA=" + ESP32_LDFLAGS], out, log)
         _link(out, "micropython-esp32")
         _prune(os.path.dirname(out), "micropython-esp32-", KEEP_ESP32_BINARIES)
+        _prune(os.path.join(cache_dir(), "stage"), "", KEEP_STAGES)
         return out
 
 
@@ -349,12 +352,16 @@ def _forget_frozen(build):
 
 
 def _prune(folder, prefix, keep):
-    """Delete all but the `keep` newest binaries named prefix*: every edit of device code makes a new one. A test
-    session started earlier may still use one of the last few, so they stay."""
+    """Delete all but the `keep` newest entries named prefix* (binaries, staged folders): every edit of device code
+    makes a new one. A test session started earlier may still use one of the last few, so they stay."""
     found = sorted((os.path.getmtime(os.path.join(folder, n)), n) for n in os.listdir(folder)
-                   if n.startswith(prefix) and not n.endswith(".tmp"))
+                   if n.startswith(prefix) and not n.endswith(".tmp") and not n.startswith("tmp-"))
     for _t, name in found[:-keep]:
-        os.remove(os.path.join(folder, name))
+        path = os.path.join(folder, name)
+        if os.path.isdir(path):
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            os.remove(path)
 
 
 def build_native(log=sys.stderr):

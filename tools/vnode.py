@@ -148,7 +148,9 @@ class VirtualNode:
         if boot is None and not main and os.path.exists(os.path.join(ROOT, "boot.py")):
             boot = os.path.join(ROOT, "boot.py")
         self.boot = os.path.abspath(boot) if boot else None
-        self.micropython = micropython  # None: chosen at each boot from the config (TLS or not)
+        # None: chosen at each boot from the config (TLS or not). A relative path is made absolute here: the node
+        # runs with cwd = its directory.
+        self.micropython = os.path.abspath(micropython) if micropython and os.sep in micropython else micropython
         self.mp_args = list(mp_args)
         self.log_path = log or os.path.join(self.dir, "node.log")
         self.max_restarts = max_restarts
