@@ -1,9 +1,9 @@
 """OTA end to end: tools/ota.py pushes a bundle through a real broker to a virtual lamp post (unix port + sim).
 
-Skipped until firmware/node.py and firmware/commands.py carry the OTA wiring (docs/OTA.md, "Wiring"): the test
-checks for the "ota_begin" command. Covers: a full update confirmed after its trial, a release that crashes on
-its trial boot and is rolled back by the node itself (reported as an event), a transfer interrupted by a power cut
-and resumed, a canary selection, and the versions report.
+Covers: a full update confirmed after its trial (then skipped when pushed again, installed again with force), a
+release that crashes on its trial boot and is rolled back by the node itself (reported as an event), a transfer
+interrupted by a power cut and resumed, a canary selection, and the versions report. More broken releases:
+test_ota_never_strands.py; the push tool's give-up, settings and errors: test_ota_push.py.
 """
 
 import json
