@@ -15,6 +15,17 @@ Two binaries, one source tree:
   drivers/sim.py (boards/STREETLIGHT_ESP32/manifest_unix_sim.py), so a module that manifest forgets fails here too.
   No TLS in it: on an ESP32, mbedTLS is ESP-IDF's and takes its buffers from the IDF heap, not from the GC heap this
   binary measures; with TLS the unix port would put them in the GC heap and every figure would be wrong.
+  The heap, as found in the 1.25 source: the ESP32 port starts with one 56 KB area and, with
+  MICROPY_GC_SPLIT_HEAP_AUTO, adds an area when an allocation fails — at least doubling the total, or exactly the
+  failed allocation's size, or whatever the IDF heap's largest free block still allows (py/gc.c gc_try_add_heap,
+  ports/esp32/gccollect.c). Its comment sizes the first area so it "can grow the heap once (double it)" and still
+  start Wi-Fi and a TLS connection: 2 x 56 KB is the heap to plan for. The unix port has no AUTO growth; with
+  MICROPY_GC_SPLIT_HEAP_N_HEAPS=2 it mallocs both areas at start, each heapsize / 2 (ports/unix/main.c), so
+  `-X heapsize=112K` is the grown ESP32 heap from the first allocation on. Measured: gc.mem_free() + mem_alloc() =
+  111,936 (the GC's tables take the rest), a 52 KB bytearray fits and a 58 KB one does not although 111 KB are
+  free — no block can span two areas (host_tests/test_esp32_runtime.py). Not ESP32-shaped: the C stack limit
+  (40,000 bytes here, 15 KB usable on the ESP32's MicroPython task) and the epoch (1970 here, 2000 on the ESP32;
+  drivers/sim.py emulates the 2000 epoch).
 * **native** — the same tree for this machine, no frozen firmware: a MicroPython process of 2.5 MB RSS where the
   pip-packaged `micropython` (MicroPython inside a CPython process) takes 12.3 MB. No TLS either (the tarball's
   mbedtls submodule is empty): nodes configured for TLS run on the pip binary.
