@@ -264,6 +264,8 @@ class FaultMonitor:
         self._cal = None  # {level: [sum, n]} while calibrating
         self._cal_level = None
         self._cal_level_since = None
+        self._exp_a = None  # expected amps / watts of the last step, for an event's detail
+        self._exp_w = None
         self.restore_error = None
         self._t = None
         self._restart()
@@ -441,7 +443,9 @@ class FaultMonitor:
         r = self._reading(inp.get("reading"))
 
         if c["current_sensor"]["enabled"]:
-            self._emit(events, now, "current_sensor_fault", r is None, {"reading": _short(inp.get("reading"))})
+            s = self._deb["current_sensor_fault"].step(now, r is None)
+            if s:  # details are built for the event only: this runs every control step
+                events.append(("current_sensor_fault", s > 0, {"reading": _short(inp.get("reading"))}))
 
         self._day_burning(events, now, level, cmd_on, r, inp.get("sun"), inp.get("override"))
         if self._cal is not None:
@@ -454,19 +458,26 @@ class FaultMonitor:
             self._light(events, now, inp.get("lux"), inp.get("sun"), ls)
         return events
 
-    def _emit(self, events, now, name, cond, detail):
+    def _emit(self, events, now, name, cond, r, level):
+        # An electrical fault's step. Its detail (the reading, and what was expected where it was judged) is built
+        # only for an event: a dict every control step would churn the heap for nothing. A condition is None
+        # without a reading, and None never changes the state, so r is a reading whenever there is an event.
         s = self._deb[name].step(now, cond)
         if s:
-            events.append((name, s > 0, detail))
+            d = {"v": r[0], "a": r[1], "w": r[2], "level": level}
+            if self._exp_a is not None:
+                d["exp_a"] = self._exp_a
+            if self._exp_w is not None:
+                d["exp_w"] = self._exp_w
+            events.append((name, s > 0, d))
 
     def _electrical(self, events, now, level, relay, cmd_on, on_s, r):
         c = self.cfg
         fail = stuck = oc = uc = op = up = cyc = None
-        detail = None
+        self._exp_a = self._exp_w = None
         if r is not None:
             v, a, w, pf = r
             lit = a >= c["lit_a"] and w >= c["lit_w"]
-            detail = {"v": v, "a": a, "w": w, "level": level}
             rs = c["relay_stuck"]
             if not relay and rs["enabled"]:
                 stuck = w >= rs["min_w"]
@@ -484,7 +495,7 @@ class FaultMonitor:
                 cycling = self._deb["cycling"].active or cyc is True
                 warm = on_s is None or on_s >= self.warmup_s
                 exp_a = self.expected_a(level, v)
-                detail["exp_a"] = exp_a
+                self._exp_a = exp_a
                 failed = not lit or a < c["lamp_failure"]["fail_frac"] * exp_a
                 if warm and not cycling:
                     fail = failed
@@ -499,7 +510,7 @@ class FaultMonitor:
                         uc = a < exp_a - tol
                     pc = c["power"]
                     exp_w = self.expected_w(level)
-                    detail["exp_w"] = exp_w
+                    self._exp_w = exp_w
                     tol = exp_w * pc["tol_pct"] / 100.0
                     if tol < pc["min_tol_w"]:
                         tol = pc["min_tol_w"]
@@ -509,13 +520,13 @@ class FaultMonitor:
                 # Commanded off: a drop now is the command, not the lamp; forget the lit run.
                 self._prev_lit = None
                 self._lit_since = None
-        self._emit(events, now, "relay_stuck", stuck, detail)
-        self._emit(events, now, "cycling", cyc, detail)
-        self._emit(events, now, "lamp_failure", fail, detail)
-        self._emit(events, now, "over_current", oc, detail)
-        self._emit(events, now, "under_current", uc, detail)
-        self._emit(events, now, "over_power", op, detail)
-        self._emit(events, now, "under_power", up, detail)
+        self._emit(events, now, "relay_stuck", stuck, r, level)
+        self._emit(events, now, "cycling", cyc, r, level)
+        self._emit(events, now, "lamp_failure", fail, r, level)
+        self._emit(events, now, "over_current", oc, r, level)
+        self._emit(events, now, "under_current", uc, r, level)
+        self._emit(events, now, "over_power", op, r, level)
+        self._emit(events, now, "under_power", up, r, level)
 
     def _day_burning(self, events, now, level, cmd_on, r, sun, override):
         # See the module docstring. `r`: the checked reading, or None.
