@@ -19,6 +19,9 @@ MAIN = os.path.join(ROOT, "main.py")
 
 @pytest.fixture
 def esp32(tmp_path, monkeypatch):
+    # umqtt.simple (imported with the node) uses MicroPython's old names; CPython has only the standard modules.
+    monkeypatch.setitem(sys.modules, "ustruct", sys.modules.get("ustruct") or __import__("struct"))
+    monkeypatch.setitem(sys.modules, "ubinascii", sys.modules.get("ubinascii") or __import__("binascii"))
     f = fake_machine.install()
     monkeypatch.setattr(sys, "platform", "esp32")
     monkeypatch.setattr(sys, "print_exception", lambda e: print("EXC", repr(e)), raising=False)
