@@ -1,10 +1,12 @@
 """Flash files by name under one directory: read, atomic write (temp + rename), remove, and a wear counter."""
 
+import json
 import os
 
 from firmware.compat import const
 
 _ENOENT = const(2)
+_COPY_CHUNK = const(256)
 _MAX_NAME = const(64)
 _NAME_CHARS = "abcdefghijklmnopqrstuvwxyz0123456789_.-"
 
@@ -62,10 +64,43 @@ class FileStore:
     def write(self, name, data):
         if isinstance(data, str):
             data = data.encode()
+        self._replace(name, "wb", lambda f: f.write(data))
+
+    def write_json(self, name, doc):
+        """write(name, json.dumps(doc)) without the text in RAM: json.dump streams into the temp file, so a config
+        of several KB needs no contiguous block on a fragmented heap. (CPython's json writes ASCII by default, so
+        the text-mode file holds the same bytes on every runtime.)"""
+        self._replace(name, "w", lambda f: json.dump(doc, f))
+
+    def copy(self, src, dst):
+        """Make `dst` a copy of `src` (atomically, through a small buffer). False when `src` does not exist."""
+        try:
+            fin = open(self.path(src), "rb")
+        except OSError as e:
+            if e.args and e.args[0] == _ENOENT:
+                return False
+            raise
+        buf = bytearray(_COPY_CHUNK)
+
+        def fill(f):
+            while True:
+                n = fin.readinto(buf)
+                if not n:
+                    return
+                f.write(buf if n == len(buf) else memoryview(buf)[:n])
+
+        try:
+            self._replace(dst, "wb", fill)
+        finally:
+            fin.close()
+        return True
+
+    def _replace(self, name, mode, fill):
+        """Write `name.tmp` with fill(file), make it durable, then rename it over `name`: old or new, never a mix."""
         p = self.path(name)
         tmp = p + ".tmp"
-        with open(tmp, "wb") as f:
-            f.write(data)
+        with open(tmp, mode) as f:
+            fill(f)
             f.flush()
             _sync(f)
         os.rename(tmp, p)

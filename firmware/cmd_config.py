@@ -1,10 +1,11 @@
 """`program` and `config`: change the node's configuration, validated whole, stored, and applied live or by restart.
 
-A change is all or nothing. Everything it needs — the merged and validated config, its bytes, the new controller
-and whatever lamp, fault or meter objects the sections rebuild — is made before the first byte is written, so an
-invalid patch (Invalid) or a heap that cannot hold the new config (MemoryError) leaves the node as it was. The
-files are then written old-good first: a power cut between the two writes leaves config.json and config.good.json
-both on the old config.
+A change is all or nothing. Everything it needs — the merged and validated config, the new controller and whatever
+lamp, fault or meter objects the sections rebuild — is made before the first byte is written, so an invalid patch
+(Invalid) or a heap that cannot hold the new config (MemoryError) leaves the node as it was. The files are then
+written old-good first, each atomically (a failure while the new config streams to flash leaves only a temp file):
+a power cut between the two writes leaves config.json and config.good.json both on the old config. Both are written before `run` returns, so the reply comes after the change is on flash
+(the durability rule, docs/OPERATIONS.md).
 """
 
 from firmware import config as configmod
@@ -12,6 +13,7 @@ from firmware.control import Controller
 from firmware.faults import FaultMonitor
 from firmware.lampout import LampOutput
 from firmware.metering import Meter
+from firmware.schema import Invalid
 
 # Sections the node can take without a restart; identity, broker, hardware and security changes need one.
 LIVE_SECTIONS = ("programs", "calendar", "control", "photocell", "clo", "report", "site", "lamp", "faults",
@@ -26,7 +28,12 @@ def run(node, cmd, now):
             patch["calendar"] = cmd["calendar"]
         change(node, patch, now)
     else:
-        change(node, cmd["set"], now)
+        try:
+            change(node, cmd["set"], now)
+        except Invalid as e:
+            # Error paths name the field in the command the operator sent (set.report.telemetry_s), like the
+            # command's own schema does (set.calendar), not in the config file.
+            raise Invalid("set." + e.path if e.path else "set", e.reason)
         ok["restart"] = node.pending_reset is not None
     return ok
 
@@ -34,7 +41,6 @@ def run(node, cmd, now):
 def change(node, patch, now):
     """Validate, store and apply `patch`; raises Invalid (or MemoryError) with nothing changed."""
     new = configmod.validate(configmod.merge(node.cfg, patch))
-    data = configmod.dumps(new)
     live = True
     for k in patch:
         if k not in LIVE_SECTIONS:
@@ -48,10 +54,8 @@ def change(node, patch, now):
         if "faults" in patch or "lamp" in patch:
             faults = FaultMonitor(new["faults"], new["lamp"], faults.snapshot())
         meter = Meter(new["metering"], node.meter.snapshot()) if "metering" in patch else node.meter
-    old = node.store.read(configmod.CONFIG_FILE)
-    if old is not None:
-        node.store.write(configmod.GOOD_FILE, old)
-    node.store.write(configmod.CONFIG_FILE, data)
+    node.store.copy(configmod.CONFIG_FILE, configmod.GOOD_FILE)
+    node.store.write_json(configmod.CONFIG_FILE, new)  # streamed: the text is never whole in RAM
     names = ",".join(sorted(patch))
     if live:
         node.cfg = new

@@ -1,5 +1,7 @@
 """`get`: the state, the config (secrets hidden), the log ring or the counters."""
 
+import gc
+
 from firmware import config as configmod
 from firmware.compat import mem_free
 
@@ -22,6 +24,7 @@ def run(node, cmd, now):
         ok["events"] = {"produced": node.seq, "acked": link.acked_events, "queued": link.queued(),
                         "dropped": link.dropped_events}
         ok["flash"] = {"state_writes_today": node.state_file.writes_today, "store_writes": node.store.writes}
+        gc.collect()  # free heap means the room left for live data, not what garbage happens to hold
         ok["memory"] = {"heap_free": mem_free(), "heap_low": node.heap_low, "refused": node.memory_refusals,
                         "loop_errors": node.memory_errors}
     return ok

@@ -47,6 +47,19 @@ except ImportError:  # CPython spells it through traceback
         _traceback.print_exception(type(exc), exc, exc.__traceback__, file=file)
 
 
+try:
+    from uctypes import addressof as _addressof, bytearray_at as _bytearray_at  # MicroPython
+
+    def head(buf, n):
+        """The first n bytes of buf as a bytearray that shares its memory (no copy: on a fragmented heap a copy of
+        a few KB may find no room). Valid until buf is written again."""
+        return _bytearray_at(_addressof(buf), n)
+except ImportError:  # CPython has no aliasing bytearray; a copy is fine on the host
+
+    def head(buf, n):
+        return bytearray(buf[:n])
+
+
 def mem_free():
     """Free GC heap in bytes, or -1 where the runtime cannot tell (CPython)."""
     try:

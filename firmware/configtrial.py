@@ -23,16 +23,12 @@ def on_trial(store):
 
 def confirm(store):
     """The new config reached the broker: it becomes the last known good one."""
-    data = store.read(configmod.CONFIG_FILE)
-    if data is not None:
-        store.write(configmod.GOOD_FILE, data)
+    store.copy(configmod.CONFIG_FILE, configmod.GOOD_FILE)
     store.remove(TRIAL_FILE)
 
 
 def roll_back(store, reason):
-    good = store.read(configmod.GOOD_FILE)
-    if good is not None:
-        store.write(configmod.CONFIG_FILE, good)
+    store.copy(configmod.GOOD_FILE, configmod.CONFIG_FILE)
     store.write(ROLLBACK_FILE, json.dumps({"reason": reason}).encode())
     store.remove(TRIAL_FILE)
 

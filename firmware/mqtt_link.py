@@ -75,8 +75,12 @@ def default_client_factory(link, host, port):
     from firmware.umqtt_hardened import HardenedClient
 
     cfg = link.cfg
+    if link.buffers is None:
+        from firmware.umqtt_hardened import Buffers
+
+        link.buffers = Buffers(cfg["max_payload"])  # once: every later connection reuses them
     return HardenedClient(link.client_id, host, port, cfg["user"], cfg["password"], cfg["keepalive_s"],
-                          link.ssl_params, link, cfg["max_payload"], cfg["io_timeout_s"])
+                          link.ssl_params, link, cfg["max_payload"], cfg["io_timeout_s"], link.buffers)
 
 
 def _connect_errors():
@@ -111,6 +115,7 @@ class Link:
         self.ssl_params = ssl_params
         self.client_factory = client_factory
         self.client = None
+        self.buffers = None  # the client's I/O buffers (default_client_factory), kept across reconnects
         self.connected = False
         self._broker = 0
         self._backoff_ms = cfg["backoff_min_s"] * 1000
@@ -123,6 +128,8 @@ class Link:
         self._inflight_pid = 0
         self._inflight_sent = 0
         self._inflight_tries = 0
+        self._goodbye_pid = 0  # packet id of the goodbye status until its PUBACK (close)
+        self._closing = False
         self._errors = _connect_errors()
         # Counters for state/telemetry and the benchmarks.
         self.connects = 0
@@ -160,14 +167,25 @@ class Link:
 
     def publish(self, topic, payload, retain=False):
         """QoS 0, best effort. Returns False when offline (the caller keeps its state and republishes later)."""
+        return self._publish(topic, payload, retain, False)
+
+    def publish_json(self, topic, doc, retain=False):
+        """publish() for a JSON document, written into the socket in pieces (no copy of the whole text in RAM)."""
+        return self._publish(topic, doc, retain, True)
+
+    def _publish(self, topic, body, retain, as_json):
         if not self.connected:
             return False
         try:
-            self.client.publish(topic, payload, retain)
+            if as_json:
+                n = self.client.publish_json(topic, body, retain)
+            else:
+                self.client.publish(topic, body, retain)
+                n = len(body)
         except self._errors as e:
             self._drop(None, e)
             return False
-        self.tx_bytes += len(topic) + len(payload) + 4
+        self.tx_bytes += len(topic) + n + 4
         self._last_tx = self._now_hint
         return True
 
@@ -207,8 +225,24 @@ class Link:
             due = 0
         return max(0, due)
 
-    def close(self):
-        """Orderly DISCONNECT (the broker then does not publish our Last Will)."""
+    def close(self, goodbye_topic=None, goodbye=None):
+        """Orderly end. `goodbye` (the node's "offline, reason ..." status) goes retained with QoS 1 first, and
+        only once the broker has acknowledged it do we send DISCONNECT (after which the broker drops our Last
+        Will). Without the PUBACK within io_timeout_s the socket is just closed: the broker then publishes the Last
+        Will, offline too. Either way the retained status ends offline, never a stale "online". Messages that
+        arrive meanwhile are not acted on: the node is on its way to a restart."""
+        if self.connected and goodbye is not None:
+            self._closing = True
+            try:
+                self._goodbye_pid = self.client.publish(goodbye_topic, goodbye, True, 1)
+                self._await_goodbye()
+            except self._errors:
+                pass
+            acked = self._goodbye_pid == 0
+            self._closing = False
+            if not acked:
+                self._teardown()  # no DISCONNECT: the broker's Last Will tells the rest
+                return
         if self.connected:
             try:
                 self.client.disconnect()
@@ -216,11 +250,23 @@ class Link:
                 pass
         self._teardown()
 
+    def _await_goodbye(self):
+        # Bounded twice: each wait by io_timeout_s, and the number of packets read (a busy broker cannot hold the
+        # restart for long). The poller is shared with the NTP socket: a wake-up for it just counts as a round.
+        wait_ms = self.cfg["io_timeout_s"] * 1000
+        for _ in range(_MAX_PACKETS_PER_SERVICE):
+            if not self._readable_within(wait_ms):
+                return
+            self.client.wait_msg()
+            if self._goodbye_pid == 0:
+                return
+
     # --- umqtt_hardened calls these ------------------------------------------------------------------------------
 
     def on_message(self, topic, msg, retained):
         self.rx_bytes += len(topic) + len(msg) + 4
-        self.receiver.on_message(topic, msg, retained)
+        if not self._closing:
+            self.receiver.on_message(topic, msg, retained)
 
     def on_oversize(self, topic, size):
         self.oversize += 1
@@ -228,6 +274,9 @@ class Link:
         self.receiver.on_oversize(topic, size)
 
     def on_puback(self, pid):
+        if self._goodbye_pid and pid == self._goodbye_pid:
+            self._goodbye_pid = 0
+            return
         if self._inflight_pid and pid == self._inflight_pid:
             self._queue.pop(0)
             self._inflight_pid = 0
@@ -239,9 +288,12 @@ class Link:
     # --- inside ------------------------------------------------------------------------------------------------
 
     def _readable(self):
+        return self._readable_within(0)
+
+    def _readable_within(self, timeout_ms):
         # The poller is shared (the NTP socket waits on it too): only our own socket's events count.
         sock = self.client.sock
-        for entry in self.poller.poll(0):
+        for entry in self.poller.poll(timeout_ms):
             if entry[0] is sock and entry[1] & 0x19:  # POLLIN | POLLERR | POLLHUP; a closed socket reads as error
                 return True
         return False

@@ -21,7 +21,7 @@ from firmware.logring import LogRing
 from firmware.metering import Meter
 from firmware.mqtt_link import Link
 from firmware.ota import OtaAgent
-from firmware.persist import StateFile
+from firmware.persist import BUDGET_SPENT, StateFile
 from firmware.schema import Invalid
 from firmware.signing import hmac_sha256
 from firmware.timebase import T2K_UNIX_OFFSET, TimeKeeper, days_from_civil
@@ -78,10 +78,12 @@ class Node:
         self.faults = FaultMonitor(cfg["faults"], cfg["lamp"], saved.get("faults"))
         self.override = _valid_override(saved.get("override"))
         self._saved_valid_time = saved.get("time") if isinstance(saved.get("time"), int) else None
+        self._saved_sig_floor = saved.get("sig_floor")  # replay floor of signed commands (firmware/signing.py)
         self.inbox = Inbox(cfg["mqtt"]["max_payload"])
         self.ota = OtaAgent(store.root, cfg["ota"], cfg["ota"]["update_key"], hmac_sha256,
                             lambda text: self.log.add(self.board.clock.now(), text))
         self.link = None
+        self.link_buffers = None  # the MQTT client's buffers, when startup made them early (umqtt_hardened.Buffers)
         self._early_events = []  # events of the boot decision, before the link exists
         self.seq = 0
         self.level = 0
@@ -104,7 +106,7 @@ class Node:
         self.trial = False  # set by startup when this config is on trial after a remote change
         self.memory_refusals = 0  # commands refused because the heap could not hold them
         self.memory_errors = 0  # loop iterations cut short by a MemoryError
-        self.heap_low = mem_free()  # lowest free heap seen (after control steps and commands), for `get counters`
+        self.heap_low = mem_free()  # lowest free heap after a command, collected: for `get counters`
         self._handling = None  # (id, cmd) of the command being run, for its out-of-memory reply
         self._applied = False
         for p in problems:
@@ -144,6 +146,7 @@ class Node:
         will = json.dumps({"online": False}).encode()
         self.link = Link(mq, self.node_id, self.t_status, will, self.subscriptions, self, self.rand, poller,
                          ssl_params=self._ssl_params())
+        self.link.buffers = self.link_buffers  # made by startup before anything else (None: made at first connect)
         hosts = self.cfg["time"]["ntp_hosts"]
         if hosts:
             from firmware.timesync import NtpClient
@@ -166,7 +169,8 @@ class Node:
             return None
         from firmware.signing import Verifier
 
-        return Verifier(sec["node_key"], sec["group_key"], sec["max_age_s"], self.node_id, self.cfg["node"]["groups"])
+        return Verifier(sec["node_key"], sec["group_key"], sec["max_age_s"], self.node_id, self.cfg["node"]["groups"],
+                        self._saved_sig_floor)
 
     # --- the loop --------------------------------------------------------------------------------------------------
 
@@ -295,9 +299,10 @@ class Node:
         if self.ota.confirm_if_due(self.link is not None and self.link.connected, uptime_s) and self.ota.reset_wanted:
             self.pending_reset = "ota"
         b.wdt.feed()  # only a control step that got this far keeps the watchdog quiet
-        self._note_heap()
 
     def _note_heap(self):
+        """After a command: collect (a quiet point; commands are rare) and keep the lowest free heap seen."""
+        gc.collect()
         free = mem_free()
         if free < self.heap_low:
             self.heap_low = free
@@ -324,13 +329,22 @@ class Node:
     def _persist(self, now, force=False):
         periodic = self.meter.due_save(now)
         if force or self.state_file.due(now, periodic):
-            doc = {"meter": self.meter.snapshot(), "faults": self.faults.snapshot(), "override": self.override,
-                   "time": now if self.time.valid else self._saved_valid_time}
             try:
-                self.state_file.save(now, doc)
-                self.meter.saved(now)
+                self.save_state(now)
             except OSError as e:
                 self.log.add(now, "state save failed: %s" % e)
+
+    def save_state(self, now):
+        """Write the state file now: a command's change before its reply (docs/OPERATIONS.md, durability), or a
+        due background save. OSError when flash fails; the caller decides what that means."""
+        v = self.inbox.verifier
+        floor = self._saved_sig_floor if v is None else v.floor_to_save()
+        doc = {"meter": self.meter.snapshot(), "faults": self.faults.snapshot(), "override": self.override,
+               "time": now if self.time.valid else self._saved_valid_time, "sig_floor": floor}
+        self.state_file.save(now, doc)
+        self.meter.saved(now)
+        if v is not None:
+            v.floor_saved(floor)
 
     # --- reporting -------------------------------------------------------------------------------------------------
 
@@ -371,7 +385,7 @@ class Node:
     def _report(self, now):
         key = self._state_key()
         if key != self._published:
-            if self.link.publish(self.t_state, json.dumps(self.state_doc(now)).encode(), True):
+            if self.link.publish_json(self.t_state, self.state_doc(now), True):
                 self._published = key
         period = self.cfg["report"]["telemetry_s"]
         w = None if self.reading is None else self.reading[2]
@@ -380,7 +394,7 @@ class Node:
                 self.cfg["report"]["min_interval_s"]:
             band = self.cfg["lamp"]["nominal_w"] * self.cfg["report"]["deadband_w_pct"] / 100
             due = abs(w - self._tele_w) > band
-        if due and self.link.publish(self.t_tele, json.dumps(self.tele_doc(now)).encode()):
+        if due and self.link.publish_json(self.t_tele, self.tele_doc(now)):
             self._tele_t = now
             self._tele_w = w
 
@@ -448,13 +462,14 @@ class Node:
         self._applied = False
         try:
             self._receive(topic, msg, retained)
-        except MemoryError:
+        except MemoryError as e:
             cmd_id, kind = self._handling or (None, None)
             msg = None
             self._handling = None
             gc.collect()
+            print_exception(e)  # the serial console shows which allocation failed
             self.memory_refusals += 1
-            reply = {"id": cmd_id, "ok": True, "cmd": kind} if self._applied else error_reply(cmd_id, None,
+            reply = {"id": cmd_id, "ok": True, "cmd": kind} if self._applied else error_reply(cmd_id, kind,
                                                                                               OUT_OF_MEMORY)
             try:
                 self._reply(reply)
@@ -463,7 +478,11 @@ class Node:
 
     def _receive(self, topic, msg, retained):
         if topic == self.t_status:
-            if b'"online": false' in msg or b'"online":false' in msg:
+            # Only a live "offline" (a stale Last Will the broker published after our birth) needs a new birth.
+            # A retained copy is what the broker held from before this connection (our goodbye, or the Will of
+            # the reset): it arrives while we subscribe, before on_connect publishes the birth that replaces it.
+            # Answering it too published every birth after a reset twice.
+            if not retained and (b'"online": false' in msg or b'"online":false' in msg):
                 self._publish_birth()
             return
         if topic == self.t_ota:  # update chunks: binary, acknowledged on the reply topic so the sender paces itself
@@ -479,8 +498,12 @@ class Node:
             from firmware.signing import target_for_topic
 
             route = target_for_topic(topic, self.cfg["mqtt"]["prefix"])
+        uptime_s = ticks_diff(self.board.clock.ticks_ms(), self._boot_ms) // 1000
         try:
-            cmd = self.inbox.check(msg, retained, now, self.time.valid, self.cfg["security"]["max_age_s"], route)
+            cmd = self.inbox.check(msg, retained, now, self.time.valid, self.cfg["security"]["max_age_s"], route,
+                                   uptime_s)
+            if self.inbox.verifier is not None and self.inbox.verifier.pending_floor is not None:
+                self._save_replay_floor(cmd, now)
         except Rejected as r:
             self._reply(r.reply)
             return
@@ -500,14 +523,30 @@ class Node:
             reply = error_reply(cmd["id"], kind, "internal error: %s" % e.__class__.__name__)
         self._applied = kind != "get" and reply.get("ok") is True
         cmd = None
-        data = self._reply(reply)
-        if kind != "get":
+        if kind == "get":
             # Only commands that act need "answered again, not run again". A `get` is harmless to repeat, and its
             # reply (a config is several KB) must not be pinned in RAM 24 times over on a 100 KB heap.
-            self.inbox.remember(self._handling[0], data)
+            self._reply(reply)
+        else:
+            self.inbox.remember(self._handling[0], self._reply_kept(reply))
         self._note_heap()
 
+    def _save_replay_floor(self, cmd, now):
+        """A signed command dated ahead of the node's clock: its ts reaches flash before it acts, or it is refused
+        (firmware/signing.py: otherwise a restart soon after would let it be replayed)."""
+        if not self.state_file.command_room(now):
+            raise Rejected(error_reply(cmd["id"], cmd["cmd"], BUDGET_SPENT))
+        try:
+            self.save_state(now)
+        except OSError as e:
+            raise Rejected(error_reply(cmd["id"], cmd["cmd"], "cannot store the replay floor: %s" % e))
+
     def _reply(self, reply):
+        """Publish a reply, written into the socket in pieces (a `get config` reply is several KB)."""
+        self.link.publish_json(self.t_reply, reply)
+
+    def _reply_kept(self, reply):
+        """Publish a reply and return its bytes, for the repeat cache (replies of commands that act are short)."""
         data = json.dumps(reply).encode()
         self.link.publish(self.t_reply, data)
         return data
@@ -530,8 +569,8 @@ class Node:
         if kind == "config":
             configtrial.mark(self.store)
         self.log.add(now, "reset requested (%s)" % kind)
-        self.link.publish(self.t_status, json.dumps({"online": False, "reason": kind}).encode(), True)
-        self.link.close()
+        # QoS 1, acknowledged before DISCONNECT, else left to the Last Will (Link.close): the goodbye is delivered.
+        self.link.close(self.t_status, json.dumps({"online": False, "reason": kind}).encode())
         self.board.system.reset()
 
 

@@ -14,6 +14,7 @@ from firmware import bootguard, configtrial
 from firmware import config as configmod
 from firmware.compat import print_exception
 from firmware.node import Node
+from firmware.umqtt_hardened import Buffers
 
 
 def seeded_rand(seed):
@@ -31,9 +32,13 @@ def seeded_rand(seed):
     return rand
 
 
-def main(store, make_board, seed):
-    """Run the node forever. `make_board(cfg)` builds the drivers for this platform; `seed` varies per node."""
+def main(store, make_board, seed, rx=None):
+    """Run the node forever. `make_board(cfg)` builds the drivers for this platform; `seed` varies per node; `rx`
+    is the MQTT receive buffer main.py made before any import (used when it holds mqtt.max_payload)."""
     cfg, source, problems = configmod.load(store)
+    # The MQTT buffers come first, while the heap is still in one piece: the receive buffer (mqtt.max_payload) is
+    # the largest block the node ever needs, and after the first minutes of running no such block is left free.
+    buffers = Buffers(cfg["mqtt"]["max_payload"], rx)
     decision = bootguard.decision
     board = make_board(cfg)
     # The watchdog runs from here on: a hang anywhere after this point (building the node, the first lamp
@@ -41,6 +46,7 @@ def main(store, make_board, seed):
     board.wdt.start(cfg["system"]["wdt_ms"])
     try:
         node = Node(board, cfg, store, seeded_rand(seed), source, problems, decision["safe"], decision["why"])
+        node.link_buffers = buffers
         node.trial = configtrial.on_trial(store)
         node.run(select.poll())
     except Exception as e:  # the last resort: print, then reset so that bootguard counts the crash

@@ -2,6 +2,8 @@
 """mqtt_link.Link's decisions with a fake client and poller: backoff, failover, keepalive, dead links, QoS 1 retry,
 the offline queue. Time is an argument; nothing sleeps. The real socket path is covered end to end."""
 
+import json
+
 from firmware.mqtt_link import SCHEMA, Link
 
 
@@ -40,6 +42,11 @@ class FakeClient:
             pid = self.world.pid
         self.published.append((topic, msg, retain, qos, dup, pid))
         return pid
+
+    def publish_json(self, topic, doc, retain=False):
+        msg = json.dumps(doc).encode()
+        self.publish(topic, msg, retain)
+        return len(msg)
 
     def ping(self):
         self.pings += 1

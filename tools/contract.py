@@ -167,7 +167,8 @@ STATUS_OFFLINE = _out({
                       "command), config (a config change that needs a restart), rollback (a new config never "
                       "reached the broker), ota (into a committed update, or back from one that did not confirm "
                       "in time); absent in the Last Will, which the broker publishes when the link died"),
-}, "The node is offline: its Last Will (retained, QoS 1) or its goodbye before a requested reset (retained).")
+}, "The node is offline: its Last Will (retained, QoS 1) or its goodbye before a requested reset (retained, QoS 1; "
+   "the node disconnects only once the broker acknowledged it, else the Last Will follows).")
 
 OVERRIDE = Nullable(_out({
     "level": LEVEL,
@@ -311,8 +312,8 @@ EVENT_COUNTERS = _out({
 })
 FLASH_COUNTERS = _out({"state_writes_today": Int(0, U31), "store_writes": Int(0, U31)})
 MEMORY_COUNTERS = _out({
-    "heap_free": Int(-1, U31, doc="free GC heap now, bytes (-1: the runtime cannot tell)"),
-    "heap_low": Int(-1, U31, doc="lowest free heap seen since boot, sampled after every control step and command"),
+    "heap_free": Int(-1, U31, doc="free GC heap now, after a collection, bytes (-1: the runtime cannot tell)"),
+    "heap_low": Int(-1, U31, doc="lowest free heap seen since boot after a command (collected): the live high-water mark"),
     "refused": Int(0, U31, doc="commands refused because the heap could not hold them (nothing of them applied)"),
     "loop_errors": Int(0, U31, doc="loop iterations cut short by a MemoryError (the next step drives the lamp)"),
 })
@@ -388,9 +389,12 @@ REPLY_OTA_CHUNK = AnyOf([
 REPLY_ERROR = _out(dict({
     "id": Nullable(Str(40), doc="the command's id when it could be read, else null"),
     "ok": Const(False),
-    "cmd": Opt(Enum(tuple(sorted(commands.COMMANDS))), doc="present when the command itself was valid"),
-    "error": Str(256, minlen=1, doc="why, naming the field: e.g. \"level: must be in 0..100\"; at most 256 "
-                                    "characters (a longer reason is cut and ends in \"...\")"),
+    "cmd": Opt(Enum(tuple(sorted(commands.COMMANDS))),
+               doc="the command's name whenever the payload named a known command (even when the rest of it was "
+                   "refused); absent when the payload could not be read or named no known command"),
+    "error": Str(256, minlen=1, doc="why, naming the field by its path in the command sent: e.g. \"level: must "
+                                    "be in 0..100\", \"set.report.telemetry_s: must be in 10..86400\"; at most "
+                                    "256 characters (a longer reason is cut and ends in \"...\")"),
     "stale": Opt(Const(True), doc="present when refused as stale: retained, or ts too old / in the future"),
 }, **{k: Opt(f, doc="ota_commit refusals: " + f.doc) for k, f in POSITION.items()}), "The command did nothing.")
 
@@ -709,7 +713,9 @@ def asyncapi():
                    "description": "Retained. On every connect the node publishes the birth message (retained, QoS "
                                   "0); its Last Will `{\"online\": false}` (retained, QoS 1) is published by the "
                                   "broker when the link dies (keepalive expired, TCP lost). Before a reset it "
-                                  "chose, the node publishes `{\"online\": false, \"reason\": ...}` itself. A "
+                                  "chose, the node publishes `{\"online\": false, \"reason\": ...}` itself "
+                                  "(retained, QoS 1; without the broker's PUBACK it drops the link, so the Last "
+                                  "Will says offline instead). One birth per connection. A "
                                   "subscriber therefore always finds the current online/offline status retained; "
                                   "the node is offline when the last status has `online: false`. Do not judge "
                                   "by the age of state or tele: state is sent only on change."},
@@ -735,8 +741,10 @@ def asyncapi():
                                  "group or broadcast command (the topic says which node answered). The reply to a "
                                  "`reboot` or restarting `config` is sent before the node goes offline."},
         "cmd": {"address": base + "cmd", "parameters": node_param, "messages": refs(cmd_ids),
-                "description": "Commands to one node. Publish with QoS 1 and retain false (a retained command is "
-                               "refused as stale)."},
+                "description": "Commands to one node. Publish with QoS 1 and retain false. A retained command "
+                               "is refused as stale when the broker hands it out on a (re)subscribe; under MQTT "
+                               "3.1.1 a node already online receives its first delivery without the retain flag "
+                               "and acts on it (`fleet.py clear-retained` removes such messages)."},
         "ota": {"address": base + "ota", "parameters": node_param, "messages": refs(["otaChunk"]),
                 "description": "Update chunks to one node, binary (see otaChunk), after an accepted `ota_begin`. "
                                "Publish with QoS 1, retain false, at most a few unacknowledged at a time "
