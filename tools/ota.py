@@ -255,7 +255,7 @@ class NodePush:
 
     A node already running the bundle's version is skipped unless `force` (a canary must not restart again). The
     push gives up — result failed, the node's spare slot emptied with ota_abort — when the node refuses the same
-    place (a file's sha256, a position) more than `max_refusals` times, or when `max_send_factor` times the bundle
+    place (a file's sha256, a position) `max_refusals` times, or once `max_send_factor` times the bundle
     has been sent: a node that keeps refusing must not be fed the image forever."""
 
     def __init__(self, op, node, bd, force=False, window=4, chunk=4096, ack_timeout=10.0, cmd_timeout=15.0,
