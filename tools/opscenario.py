@@ -186,7 +186,7 @@ class Scenario:
     shared across runs (built once), else a private one."""
 
     def __init__(self, micropython=None, heap="112K", code="src", broker=None, days=7, work=None, seed=SEED,
-                 placements=None, log=None, keep=None):
+                 placements=None, log=None, keep=None, config_extra=None, sim_extra=None):
         if code not in PLACEMENTS:
             raise ValueError("code must be one of %s" % ", ".join(PLACEMENTS))
         self.micropython = micropython or micropython_binary()
@@ -201,6 +201,9 @@ class Scenario:
         self.broker = broker
         self.log = log or (lambda s: None)
         self.keep = keep
+        self.config_extra = config_extra or {}  # sections merged into the node's config.json (tests)
+        self.sim_extra = sim_extra or {}
+        self.online_timeout = 60.0  # boot to birth; generous for a loaded machine (a dead node ends it at once)
         self.speed = round(7 * 86400 / DAYS_REAL_S)
         self.steps = []
         self.op = None
@@ -242,13 +245,17 @@ class Scenario:
         env.update(self.placements.env(self.code))
         heap_k = _kb(self.heap) + self.placements.held_k(self.code)
         sim = {"speed": self.speed, "start_t2k": START_T2K, "seed": 7, "rtc_valid_at_boot": True}
+        sim.update(self.sim_extra)
+        cfg = node_config(self.nid, self.broker)
+        for k, v in self.config_extra.items():
+            cfg[k] = dict(cfg.get(k, {}), **v) if isinstance(v, dict) else v
         # "frozen": only boot.py and main.py on the node's flash, the rest from the binary (tools/vnode.py).
         where = {"placement": "frozen"} if self.code == "frozen" else {}
-        self.vn = VirtualNode(os.path.join(self.work, self.nid), node_config(self.nid, self.broker), sim, env=env,
+        self.vn = VirtualNode(os.path.join(self.work, self.nid), cfg, sim, env=env,
                               main=WRAPPER, micropython=self.micropython, mp_args=["-X", "heapsize=%dK" % heap_k],
                               max_restarts=0, **where)
         self.vn.start()
-        got = self._wait(lambda: self.op.status.get(self.nid, {}).get("online"), 60, "online")
+        got = self._wait(lambda: self.op.status.get(self.nid, {}).get("online"), self.online_timeout, "online")
         if got == "dead":
             raise StepFailed("the node died before it came online")
 
@@ -412,15 +419,35 @@ class Scenario:
 
     # --- the whole session
 
+    def connect(self):
+        """The broker (when the scenario owns one) and the operator; tests that drive their own steps call this,
+        then step_boot() and cmd(), and close() at the end."""
+        if self._own_broker:
+            self.broker = Broker("auto").start()
+        self.op = otatool.connect("%s:%d" % (self.broker.host, self.broker.port), PREFIX)
+        nodelay(self.op.client)
+        return self
+
+    def close(self):
+        if self.vn is not None:
+            self.vn.stop()
+        if self.op is not None:
+            self.op.close()
+        if self._own_broker and self.broker is not None:
+            self.broker.close()
+
+    def reset_signs(self):
+        """What says the node reset (empty when it did not): process gone, more than one boot or birth."""
+        self.judged = {"failed_step": None, "why": ""}
+        self._judge(self.judged)
+        return self.judged.get("why", "") if self.judged.get("failed_step") == "reset" else ""
+
     def run(self):
         t_start = time.monotonic()
         result = {"heap": self.heap, "code": self.code, "days": self.days, "micropython": self.micropython,
                   "pass": False, "failed_step": None, "why": "", "steps": []}
-        if self._own_broker:
-            self.broker = Broker("auto").start()
+        self.connect()
         result["broker"] = self.broker.kind
-        self.op = otatool.connect("%s:%d" % (self.broker.host, self.broker.port), PREFIX)
-        nodelay(self.op.client)
         plan = [("boot", self.step_boot), ("get", self.step_get), ("program", self.step_program),
                 ("config", self.step_config), ("get_config", self.step_get_config), ("sets", self.step_sets),
                 ("hostile", self.step_hostile), ("ota", self.step_ota)]
@@ -444,11 +471,7 @@ class Scenario:
             time.sleep(0.5)  # a reset right after the last reply still counts
             self._judge(result)
         finally:
-            if self.vn is not None:
-                self.vn.stop()
-            self.op.close()
-            if self._own_broker:
-                self.broker.close()
+            self.close()
         self._heap_figures(result, marks)
         if self.vn is not None:
             log = self.vn.read_log()
@@ -633,7 +656,7 @@ def need(micropython=None, code="src", lo_k=32, hi_k=512, step_k=4, budget_s=900
             shutil.rmtree(work, ignore_errors=True)
 
 
-def _summary(r):
+def summary(r):
     lines = ["%s: heap %s, code %s, %d days, broker %s, %.0f s" % (
         "PASS" if r["pass"] else "FAIL", r["heap"], r["code"], r["days"], r.get("broker"), r.get("seconds", 0))]
     if not r["pass"]:
@@ -681,7 +704,7 @@ def main(argv=None):
     with Broker(args.broker) as broker:
         if args.what == "run":
             res = run(args.micropython, args.heap, args.code, broker, args.days, log=say, keep=args.keep)
-            print(json.dumps(res, indent=1) if args.json else _summary(res))
+            print(json.dumps(res, indent=1) if args.json else summary(res))
             return 0 if res["pass"] else 1
         res = need(args.micropython, args.code, args.lo, args.hi, args.step, args.budget_s, broker, log=say)
         if args.json:
@@ -690,7 +713,7 @@ def main(argv=None):
             print("need(%s) = %s KB%s" % (args.code, res["need_k"], "" if res["need_k"] else " (%s)" % res.get(
                 "why")))
             if res.get("confirm"):
-                print(_summary(res["confirm"]))
+                print(summary(res["confirm"]))
         return 0 if res["need_k"] else 1
 
 

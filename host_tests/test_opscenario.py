@@ -1,0 +1,123 @@
+"""Issue 14's memory goals, end to end: the operator scenario (tools/opscenario.py) on the esp32-shaped MicroPython
+(32-bit objects, float32, the GC heap in two equal areas), against a real broker, with the firmware frozen into the
+binary or loaded from the .mpy files of a provision bundle.
+
+Goals: frozen passes at 64 KB (2 x 32 KB); frozen at 112 KB (2 x 56 KB, what an ESP32 without PSRAM has after its one
+heap growth) keeps at least 48 KB free at every quiet point; the .mpy bundle passes at 112 KB. "Passes" is the whole
+session, 7 simulated days included: every reply right, no reset, the lamp on its program.
+
+Each failure prints the scenario's own report: the step, the reason, the heap figures and the node's last output
+lines (where a MemoryError struck).
+"""
+
+import json
+import shutil
+import tempfile
+
+import pytest
+
+import opscenario
+from broker import Broker
+
+try:
+    import mpbins
+except ImportError:  # the ESP32-runtime tier (tools/mpbuild.py) is not in this tree
+    mpbins = None
+
+KB = 1024
+CONTRACT_CHECK = True
+
+
+@pytest.fixture(scope="module")
+def esp32_micropython():
+    if mpbins is None:
+        pytest.skip("esp32-shaped MicroPython not available: host_tests/mpbins.py (tools/mpbuild.py) missing")
+    return mpbins.esp32_binary()
+
+
+@pytest.fixture(scope="module")
+def shared():
+    """One broker and one work folder (the update bundle and the .mpy tree are built once) for the module."""
+    b = Broker("auto").start()
+    work = tempfile.mkdtemp(prefix="opscenario-test-")
+    yield b, work
+    b.close()
+    shutil.rmtree(work, ignore_errors=True)
+
+
+def scenario(binary, shared, heap, code):
+    broker, work = shared
+    return opscenario.run(binary, heap, code, broker, days=7, work=work)
+
+
+def report(r):
+    return opscenario.summary(r)
+
+
+@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
+    "measured 01:30 UTC: frozen needs 156 KB (program push refused for memory at 112 KB, a 5 KB-id payload breaks "
+    "the link at 120 KB); the lead's memory cuts land next"))
+def test_frozen_image_passes_the_operator_session_at_64k(esp32_micropython, shared):
+    r = scenario(esp32_micropython, shared, "64K", "frozen")
+    assert r["pass"], report(r)
+
+
+@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
+    "measured 01:30 UTC: at 112 KB the frozen node refuses the program push for memory; quiet-point live peaks at "
+    "69 KB where it passes"))
+def test_frozen_image_keeps_48k_free_at_112k(esp32_micropython, shared):
+    r = scenario(esp32_micropython, shared, "112K", "frozen")
+    assert r["pass"], report(r)
+    assert r["min_free"] >= 48 * KB, "lowest free heap %d B < 48 KB\n%s" % (r["min_free"], report(r))
+
+
+@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
+    "measured 01:35 UTC: the .mpy bundle does not boot at 112 KB (MemoryError importing firmware/node.py); the "
+    "lead's memory cuts land next"))
+def test_mpy_bundle_passes_the_operator_session_at_112k(esp32_micropython, shared):
+    binary = stock_binary() or esp32_micropython
+    r = scenario(binary, shared, "112K", "mpy")
+    assert r["pass"], report(r)
+
+
+def stock_binary():
+    """The esp32-shaped binary without our firmware frozen in (the stock image's shape), when the build offers it;
+    else None and the frozen binary is used with the .mpy tree ahead of its frozen modules on sys.path."""
+    fn = getattr(mpbins, "esp32_stock_binary", None)
+    return fn() if fn is not None else None
+
+
+def test_scenario_catches_a_node_that_resets(shared, tmp_path):
+    """The judge is not blind: a node that resets mid-session (here its process is killed, as a watchdog would) is
+    a FAIL with the reset named, even when every reply before it was right."""
+    broker, work = shared
+    s = opscenario.Scenario(None, "1M", "src", broker, days=0, work=work)
+    s.connect()
+    try:
+        s.step_boot()
+        assert s.cmd("get", what="state")["ok"] is True
+        assert s.reset_signs() == ""
+        s.vn.kill()
+        s.vn.wait_exit(10)
+        assert "node process ended" in s.reset_signs()
+    finally:
+        s.close()
+
+
+def test_hostile_corpus_is_deterministic_and_all_invalid():
+    a = opscenario.hostile_payloads()
+    b = opscenario.hostile_payloads()
+    assert a == b and len(a) == opscenario.HOSTILE_N
+    kinds = {k for k, _, _ in a}
+    assert kinds == {"bytes", "json", "types", "bigid"}
+    for kind, payload, _ in a:
+        assert len(payload) < opscenario.MAX_PAYLOAD
+        if kind == "bytes":
+            with pytest.raises(UnicodeDecodeError):
+                payload.decode("utf-8")
+        elif kind == "json":
+            with pytest.raises(ValueError):
+                json.loads(payload)
+        elif kind == "bigid":
+            assert len(json.loads(payload)["id"]) >= 5 * KB
+
