@@ -14,19 +14,12 @@ no heap is too small for the command and not for the node (said in the test's ou
 import json
 import os
 import random
-import shutil
-import tempfile
 
 import pytest
 
 import opscenario
-from broker import Broker
 from nodekit import NIGHT_T2K
 
-try:
-    import mpbins
-except ImportError:
-    mpbins = None
 
 STEP_K = 4
 LO_K, HI_K = 16, 256  # the frozen node boots in ~50 KB on the esp32-shaped binary (01:30 UTC)
@@ -56,19 +49,9 @@ CALENDAR = [{"program": "prog%02d" % (i + 1), "priority": i, "weekdays": [i % 7]
 
 
 @pytest.fixture(scope="module")
-def esp32_micropython():
-    if mpbins is None:
-        pytest.skip("esp32-shaped MicroPython not available: host_tests/mpbins.py (tools/mpbuild.py) missing")
-    return mpbins.esp32_binary()
-
-
-@pytest.fixture(scope="module")
-def shared():
-    b = Broker("auto").start()
-    work = tempfile.mkdtemp(prefix="memrefusal-")
-    yield b, work
-    b.close()
-    shutil.rmtree(work, ignore_errors=True)
+def shared(module_broker, tmp_path_factory):
+    """The module's broker and one work folder: the update bundle and the .mpy tree are built once."""
+    return module_broker, str(tmp_path_factory.mktemp("opscenario"))
 
 
 def is_memory_refusal(reply):

@@ -11,38 +11,21 @@ lines (where a MemoryError struck).
 """
 
 import json
-import shutil
-import tempfile
 
 import pytest
 
 import opscenario
-from broker import Broker
 
-try:
-    import mpbins
-except ImportError:  # the ESP32-runtime tier (tools/mpbuild.py) is not in this tree
-    mpbins = None
+import mpbins
 
 KB = 1024
 CONTRACT_CHECK = True
 
 
 @pytest.fixture(scope="module")
-def esp32_micropython():
-    if mpbins is None:
-        pytest.skip("esp32-shaped MicroPython not available: host_tests/mpbins.py (tools/mpbuild.py) missing")
-    return mpbins.esp32_binary()
-
-
-@pytest.fixture(scope="module")
-def shared():
-    """One broker and one work folder (the update bundle and the .mpy tree are built once) for the module."""
-    b = Broker("auto").start()
-    work = tempfile.mkdtemp(prefix="opscenario-test-")
-    yield b, work
-    b.close()
-    shutil.rmtree(work, ignore_errors=True)
+def shared(module_broker, tmp_path_factory):
+    """The module's broker and one work folder: the update bundle and the .mpy tree are built once."""
+    return module_broker, str(tmp_path_factory.mktemp("opscenario"))
 
 
 def scenario(binary, shared, heap, code):
