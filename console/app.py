@@ -84,7 +84,7 @@ def build_parser():
     ap.add_argument("--db", default="console.db", help="SQLite file (default console.db) or postgresql://... URL")
     ap.add_argument("--http", default="127.0.0.1:8080", help="where the web app listens (default 127.0.0.1:8080)")
     ap.add_argument("--raw-days", type=float, default=7.0, help="keep raw telemetry this long (default 7)")
-    ap.add_argument("--hourly-days", type=float, default=730.0, help="keep hourly aggregates this long (default 730)")
+    ap.add_argument("--hourly-days", type=float, default=400.0, help="keep hourly aggregates this long (default 400)")
     ap.add_argument("--log-days", type=float, default=90.0, help="keep status/state/event logs this long (default 90)")
     ap.add_argument("--demo-nodes", type=int, default=12, help="virtual posts when the demo runs (default 12)")
     ap.add_argument("--demo-speed", type=float, default=60.0, help="the demo world's clock speed (default 60x)")

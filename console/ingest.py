@@ -28,7 +28,7 @@ class Ingest:
         self.prefix = op.prefix
         self.nights = energy.Nights()
         self.counters = {}  # node → (energy counter wh, node t) of its last telemetry
-        self.retention = retention or {"raw_days": 7, "hourly_days": 730, "log_days": 90}
+        self.retention = retention or {"raw_days": 7, "hourly_days": 400, "log_days": 90}
         self.stats = {"messages": 0, "rows": 0, "batches": 0, "bad": 0}
         self._config_wanted = []
         self._config_asked = set()

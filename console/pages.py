@@ -170,7 +170,7 @@ def _value(v):
     if v is None:
         return "-"
     if isinstance(v, float):
-        return "%.4g" % v
+        return "%.6g" % v
     if isinstance(v, list):
         return ", ".join(map(str, v)) or "-"
     if isinstance(v, dict):

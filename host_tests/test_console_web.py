@@ -220,6 +220,9 @@ def test_set_from_post_page_changes_lamp_and_map(site, web, city):
                 "the node's reply on the post page")
     assert "level=40" in row[0].text
     op.wait_for(lambda: op.state.get(node, {}).get("level") == 40, 15)  # the lamp itself
+    # The open post page follows its post live (no reload): the state chip and the level.
+    _wait(lambda: d.find_element(By.ID, "post-look").text == "dimmed", "the post page's live state")
+    _wait(lambda: d.find_element(By.ID, "kv-level").text == "40", "the post page's live level")
     d.get(site.url + "/map")
     _wait(lambda: _circle_class(web, node) == "post dimmed", "the map colour for 40 %")
     # Live: a change made elsewhere (here the fleet CLI's own client) reaches the open map without a reload.

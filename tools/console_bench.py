@@ -10,12 +10,12 @@ Each figure beside its baseline, measured in the same run:
 * ingest — a publisher floods the broker with telemetry (payloads copied from the virtual posts) for --posts
   distinct post ids for --flood-s seconds; the console's ingest (Operator → live fleet → one transaction per batch)
   keeps up or falls behind. Figure: DB rows written per second, sustained over the window, and telemetry messages
-  per second; baseline: the messages the publisher got through the broker per second (the ceiling ingest can reach
+  per second; baseline: the messages per second the publisher got into the broker (the ceiling ingest can reach
   on this machine). A city of 50,000 posts at the default telemetry period (300 s) sends 167 messages/s.
-* growth — database bytes per telemetry row, measured as the file (SQLite) or database (PostgreSQL) size grown
-  over the flood, scaled to 1,000 posts for a day at the default telemetry period (firmware/config.py
-  report.telemetry_s), plus the hourly aggregates and the state/event rows the sim showed; and at steady state
-  with 7 days of raw telemetry kept.
+* growth — one day of --day-posts posts fed through the real Ingest (a birth, telemetry every default period of
+  firmware/config.py report.telemetry_s, the default program's four state changes, an alarm raised and cleared on
+  one post in fifty): the file (SQLite) or database (PostgreSQL, after VACUUM FULL) size grown, scaled to 1,000
+  posts. Bytes per telemetry row of the flood are printed beside it.
 * pages — --posts posts in the live fleet (retained birth + state published for each; sites stored as `get
   config` replies would leave them), then each page served to headless Chromium: time to the browser's load
   event, and the server's own time and bytes for the HTML. Baseline: the same pages with 10 posts.
@@ -389,8 +389,8 @@ def report(r):
         if isinstance(f, str):
             lines.append("%s: %s" % (kind, f))
             continue
-        lines.append("%s ingest: %d rows/s sustained (%d telemetry msgs/s; baseline: broker delivered %d msgs/s "
-                     "published) over %.1f s; %.0f bytes per telemetry row" % (
+        lines.append("%s ingest: %d rows/s sustained (%d telemetry msgs/s; baseline: %d msgs/s published into the "
+                     "broker) over %.1f s; %.0f bytes per telemetry row" % (
                          kind, f["rows_per_s"], f["messages_per_s"], f["published_per_s"], f["ingest_s"],
                          f["bytes_per_tele_row"] or 0))
         d = f["day"]

@@ -84,7 +84,7 @@
     es.onerror = () => { if (live) live.classList.remove("on"); };
     window.addEventListener("beforeunload", () => es.close());
   }
-  if (page) connect();
+  if (document.body.dataset.role) connect();  // logged in (the login page has no stream)
 
   // --- fleet table: filters and sorting are the server's (a city does not fit in one page); a change reloads ---
   const filters = $("#fleet-filters");
