@@ -263,3 +263,64 @@ def test_frozen_placement_refuses_a_flash_that_would_shadow_the_image(tmp_path):
         vn.prepare()
     with pytest.raises(ValueError, match="placement must be one of files, frozen"):
         VirtualNode(str(tmp_path / "m"), placement="romfs-please")
+
+
+# --- the build script (tools/mpbuild.py; no binary needed) ---------------------------------------------------------
+
+
+def test_the_mirror_comes_from_the_machines_own_apt_sources(tmp_path):
+    deb822 = tmp_path / "debian.sources"
+    deb822.write_text("Types: deb\nURIs: http://mirror.example/debian-security\nSuites: bookworm-security\n\n"
+                      "Types: deb\n# a comment\nURIs: http://mirror.example/debian\nSuites: bookworm\n")
+    one_line = tmp_path / "sources.list"
+    one_line.write_text("# deb http://commented.example/debian bookworm main\n"
+                        "deb [arch=amd64] http://other.example/debian bookworm main\n")
+    assert mpbuild.debian_mirror([str(deb822)]) == "http://mirror.example/debian"  # never the security archive
+    assert mpbuild.debian_mirror([str(tmp_path / "missing"), str(one_line)]) == "http://other.example/debian"
+    with pytest.raises(mpbuild.BuildError, match="no Debian mirror found"):
+        mpbuild.debian_mirror([str(tmp_path / "missing")])
+
+
+def test_apt_writes_only_into_its_own_state_folder(tmp_path):
+    opts = mpbuild._apt_options(str(tmp_path))
+    values = dict(o.split("=", 1) for o in opts if o != "-o")
+    for key in ("Dir::Etc::sourcelist", "Dir::State::Lists", "Dir::Cache"):
+        assert values[key].startswith(str(tmp_path)), (key, values)
+    assert values["Dir::Etc::sourceparts"] == "/nonexistent" and values["Debug::NoLocking"] == "1"
+
+
+def test_the_frozen_code_is_the_bundles_code():
+    frozen = [t for t, _s in mpbuild.frozen_sources()]
+    bundled = [rel[:-4] + ".py" for rel, _src, compiled in provision.device_sources() if compiled]
+    assert frozen == bundled and "umqtt/simple.py" in frozen and "firmware/node.py" in frozen
+    assert "drivers/sim.py" not in frozen and "boot.py" not in frozen
+
+
+def test_staging_is_doc_stripped_and_named_by_content(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    src = tmp_path / "m.py"
+    src.write_text('X = Field(1, doc="a description for the JSON Schema")\n')
+    a = mpbuild._stage([("pkg/m.py", str(src))])
+    staged = os.path.join(a, "pkg", "m.py")
+    assert open(staged).read() == "X = Field(1)\n"
+    t0 = os.path.getmtime(staged)
+    assert mpbuild._stage([("pkg/m.py", str(src))]) == a and os.path.getmtime(staged) == t0  # reused, not rewritten
+    src.write_text('X = Field(2, doc="a description for the JSON Schema")\n')
+    assert mpbuild._stage([("pkg/m.py", str(src))]) != a
+
+
+def test_a_changed_device_file_names_a_new_esp32_binary(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    root = tmp_path / "repo"
+    for d in ("firmware", "drivers", os.path.join("lib", "umqtt")):
+        for name in os.listdir(os.path.join(ROOT, d)):
+            if name.endswith(".py"):
+                os.makedirs(root / d, exist_ok=True)
+                (root / d / name).write_bytes(open(os.path.join(ROOT, d, name), "rb").read())
+    before = mpbuild.esp32_key(str(root))
+    version = root / "firmware" / "version.py"
+    text = version.read_text()
+    version.write_text(text + "\n# one more line\n")
+    changed = mpbuild.esp32_key(str(root))
+    version.write_text(text)
+    assert changed != before and mpbuild.esp32_key(str(root)) == before
