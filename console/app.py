@@ -10,9 +10,11 @@ start the ingest and the web server. Without a broker, it starts the demo's: a l
 
 import argparse
 import getpass
+import json
 import os
 import secrets
 import shutil
+import signal
 import sys
 import tempfile
 import threading
@@ -141,11 +143,32 @@ class Demo:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
+def broker_given(args):
+    """Whether a broker was named (flag, environment or fleet settings file); if not, the demo starts one."""
+    if args.broker or os.environ.get("FLEET_BROKER"):
+        return True
+    try:
+        with open(args.config or os.path.expanduser(fleet.DEFAULT_CONFIG)) as f:
+            return bool(json.load(f).get("broker"))
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def _stop_on_sigterm():
+    # A console stopped by its service manager must stop its demo nodes and close the database: SIGTERM unwinds
+    # like Ctrl-C (the finally blocks run) instead of ending the process where it stands.
+    def on_term(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_term)
+
+
 def serve(args, out):
     settings = fleet.load_settings(args)
     demo = None
-    given = args.broker or os.environ.get("FLEET_BROKER") or (args.config and os.path.exists(args.config))
-    if not given:
+    if threading.current_thread() is threading.main_thread():
+        _stop_on_sigterm()
+    if not broker_given(args):
         demo = Demo(args.demo_nodes, args.demo_speed)
         settings["broker"] = demo.url
         out.write("no broker given: started the demo's (%s) with %d virtual posts at %gx\n" % (
@@ -176,12 +199,12 @@ def serve(args, out):
     return 0
 
 
-def main(argv=None, out=None):
+def main(argv=None, out=None, stdin=None):
     out = out or sys.stdout
     args = build_parser().parse_args(argv)
     try:
         if args.command == "adduser":
-            return adduser(args, out=out)
+            return adduser(args, stdin=stdin, out=out)
         return serve(args, out)
     except fleet.UsageError as e:
         sys.stderr.write("console: %s\n" % e)
