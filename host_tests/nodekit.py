@@ -35,3 +35,9 @@ def make_node(path, broker, node_id, sim=None, config=None, groups=(), **kw):
     sim_doc = {"speed": 1, "start_t2k": NIGHT_T2K, "seed": 7, "rtc_valid_at_boot": True}
     sim_doc.update(sim or {})
     return VirtualNode(path, cfg, sim_doc, **kw)
+
+
+def esp32_frozen(binary, heap="112K"):
+    """VirtualNode options that run a node the way the city's ESP32 image does: the esp32-shaped binary (the
+    `esp32_micropython` fixture), the firmware from its frozen image, the heap in two areas (112K: 2 x 56 KB)."""
+    return {"micropython": binary, "placement": "frozen", "mp_args": ["-X", "heapsize=" + heap]}

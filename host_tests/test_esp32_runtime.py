@@ -228,11 +228,10 @@ def test_a_module_the_manifest_forgets_is_named():
 
 def test_the_real_node_boots_online_from_the_frozen_image_at_112k(esp32_micropython, broker, tmp_path):
     """boot.py + main.py on the flash, everything else frozen, 2 x 56 KB: online, retained, answering."""
-    from nodekit import make_node
+    from nodekit import esp32_frozen, make_node
 
     d = tmp_path / "frozen1"
-    vn = make_node(str(d), broker, "frozen1", micropython=esp32_micropython, placement="frozen",
-                   mp_args=["-X", "heapsize=112K"])
+    vn = make_node(str(d), broker, "frozen1", **esp32_frozen(esp32_micropython, "112K"))
     op = Operator(broker.host, broker.port)
     late = None
     try:
