@@ -558,7 +558,19 @@ class Node:
         name = "ota" if kind.startswith("ota_") else _RUNNERS.get(kind)
         if name is None:
             return error_reply(cmd["id"], kind, "not supported by this firmware")
-        return cold.call("firmware.cmd_" + name, "run", self, cmd, now)
+        module = "firmware.cmd_" + name
+        try:
+            run = cold.load(module).run
+        except (ImportError, SyntaxError, AttributeError) as e:
+            # A release whose command module is missing or broken: that command is refused, the node runs on.
+            cold.drop(module)
+            print_exception(e)
+            return error_reply(cmd["id"], kind, "cannot load %s: %s" % (module, e.__class__.__name__))
+        try:
+            return run(self, cmd, now)
+        finally:
+            run = None
+            cold.drop(module)
 
     def _do_reset(self):
         kind = self.pending_reset
