@@ -3,7 +3,10 @@
     python tools/mpbuild.py esp32      # the ESP32-shaped binary, firmware frozen in; prints its path
     python tools/mpbuild.py native     # the plain 64-bit host binary for virtual nodes; prints its path
     python tools/mpbuild.py path esp32 # the path a build would have (built or not), for scripts
-    python tools/mpbuild.py stage      # only the doc-stripped frozen sources; prints their folder
+    python tools/mpbuild.py stage      # only the doc-stripped frozen sources; prints their folders (board, sim)
+    python tools/mpbuild.py fetch      # only the source tarball; prints its path
+
+Runs as any user: apt-get works on a private state folder, so no root (checked as `nobody` with HOME in /tmp).
 
 Two binaries, one source tree:
 
@@ -74,12 +77,12 @@ UNIX_MANIFEST = os.path.join(ROOT, "boards", "STREETLIGHT_ESP32", "manifest_unix
 # What the tarball cannot build (empty submodules), and readline (not needed by a node that reads no terminal).
 COMMON_ARGS = ("VARIANT=standard", "MICROPY_PY_BTREE=0", "MICROPY_PY_FFI=0", "MICROPY_PY_SSL=0",
                "MICROPY_SSL_MBEDTLS=0", "MICROPY_USE_READLINE=0")
-# The ESP32's number shapes: float32 (MICROPY_FLOAT_IMPL_FLOAT, as ports/esp32), the heap in 2 areas. i386 has no
-# native _Float16 without SSE2, hence FLT16=0 (Debian's own packaging sets it for i386 too).
 # The binary is linked against the cross toolchain's own i386 C library (package libc6-i386-cross, installed with the
 # compiler) and names its loader: a 64-bit Debian has no i386 libc of its own, so `/lib/ld-linux.so.2` is missing.
 CROSS_SYSROOT = "/usr/i686-linux-gnu/lib"
 ESP32_LDFLAGS = "-Wl,--dynamic-linker=%s/ld-linux.so.2 -Wl,-rpath=%s" % (CROSS_SYSROOT, CROSS_SYSROOT)
+# The ESP32's number shapes: float32 (MICROPY_FLOAT_IMPL_FLOAT, as ports/esp32), the heap in 2 areas. i386 has no
+# native _Float16 without SSE2, hence FLT16=0 (Debian's own packaging sets it for i386 too).
 ESP32_CFLAGS = ("-DMICROPY_FLOAT_IMPL=MICROPY_FLOAT_IMPL_FLOAT -DMICROPY_GC_SPLIT_HEAP=1 "
                 "-DMICROPY_GC_SPLIT_HEAP_N_HEAPS=2 -DMICROPY_FLOAT_USE_NATIVE_FLT16=0")
 
