@@ -119,8 +119,9 @@ def fleet_page(app, session, q):
             if (page_no + 1) * FLEET_PAGE_ROWS < len(chosen) else "")
     table = ('<table class="data sortable" id="fleet-table"><thead><tr>%s</tr></thead><tbody>%s</tbody></table>' % (
         heads, "".join(rows)))
-    body = '<div class="toolbar"><h1>Fleet</h1></div>%s<div class="card">%s%s%s</div>' % (
-        counts_bar(app.fleet.counts()), filters, table, pager)
+    body = '<div class="toolbar"><h1>Fleet</h1></div>%s%s<div class="card">%s%s%s</div>' % (
+        counts_bar(app.fleet.counts()), group_command_form(session, dict(groups, all=len(posts))), filters, table,
+        pager)
     return _shell(app, "Fleet", body, session, "fleet")
 
 
@@ -219,6 +220,36 @@ def command_forms(session, node):
 </div><div class="reply" id="cmd-reply" hidden></div>""" % (c, hidden, c, hidden, c, hidden, c, hidden)
 
 
+def group_command_form(session, groups):
+    """The fleet page's one form for a whole group (or every post): set, clear or identify, with every reply."""
+    if not session or session["role"] != "operator":
+        return ""
+    opts = "".join('<option value="%s">%s (%d)</option>' % (esc(g), esc(g), n) for g, n in groups.items())
+    return """<div class="card"><h2>Command a group</h2><form class="cmd inline-cmd" method="post" action="/command"
+id="cmd-group">%s<input type="hidden" name="target_kind" value="group"><label>group <select name="target">%s</select>
+</label><label>command <select name="cmd"><option value="set">set level</option><option value="clear">clear override
+</option><option value="identify">identify</option></select></label>
+<label>level <input type="number" name="level" min="0" max="100" value="50"> %%</label>
+<label>for <select name="duration"><option value="">until cleared</option><option value="3600" selected>1 h</option>
+<option value="14400">4 h</option></select></label><button class="primary">send</button></form>
+<div class="reply" id="cmd-reply" hidden></div></div>""" % (csrf_field(session), opts)
+
+
+def recent_commands(app, node):
+    rows = []
+    for c in app.store.recent_commands(node, 6):
+        r = app.store.command_results(c["id"]).get(node) or {}
+        reply = r.get("reply") or {}
+        rows.append('<tr><td>%s</td><td>%s</td><td>%s%s</td><td class="r-%s">%s</td><td class="detail">%s</td></tr>' % (
+            ago(c["rx"]), esc(c["user"]), esc(c["cmd"]), "" if c["target_kind"] == "node" else
+            " <span class=\"muted\">(%s %s)</span>" % (esc(c["target_kind"]), esc(c["target"])),
+            esc(r.get("result", "")), esc(r.get("result", "-")), esc(reply.get("error") or "")))
+    if not rows:
+        return ""
+    return ('<h2 class="sub">Recent commands</h2><table class="data small" id="recent-commands"><tbody>%s</tbody>'
+            '</table>' % "".join(rows))
+
+
 def post_page(app, session, node, q):
     p = app.fleet.get(node)
     if p is None:
@@ -265,7 +296,7 @@ def post_page(app, session, node, q):
     body = """<div class="toolbar"><h1>Post %s</h1><span id="post-look" data-id="%s">%s</span>
 <span class="muted">%s</span></div>
 <div class="grid2"><div class="card"><h2>Now</h2><dl class="kv" id="post-state">%s</dl></div>
-<div class="card"><h2>Commands</h2>%s</div></div>
+<div class="card"><h2>Commands</h2>%s%s</div></div>
 <div class="card"><div class="toolbar"><h2>Telemetry</h2><div class="periods">%s</div>
 <span class="muted">node time %s – %s (local)</span></div>%s%s</div>
 <div class="grid2"><div class="card"><h2>Log</h2><table class="data small"><thead><tr><th>received</th><th>what</th>
@@ -277,7 +308,8 @@ def post_page(app, session, node, q):
                  rssi=tele.get("rssi"), lat=p["lat"], lon=p["lon"]),
             ("online", "level", "reason", "mode", "override", "faults", "time_valid", "lux", "w", "v", "energy_wh",
              "burn_h", "rssi", "fw", "config", "lat", "lon")),
-        command_forms(session, node), periods, local(t0, off), local(t1, off), level_chart, power_chart,
+        command_forms(session, node), recent_commands(app, node), periods, local(t0, off), local(t1, off),
+        level_chart, power_chart,
         log or '<tr><td class="muted">nothing yet</td></tr>', cfg_html)
     return _shell(app, "Post " + node, body, session, None)
 

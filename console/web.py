@@ -38,9 +38,9 @@ def command_fields(form):
     kind, name = form.get("target_kind"), form.get("target", "")
     if kind == "node":
         target = ("node", [n for n in name.split(",") if n])
-    elif kind == "group":
+    elif kind == "group" and name != "all":
         target = ("group", name)
-    elif kind == "all":
+    elif kind in ("all", "group"):  # the fleet page offers "all" beside the groups: the broadcast topic
         target = ("all", None)
     else:
         raise ValueError("target_kind must be node, group or all")

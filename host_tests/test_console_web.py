@@ -235,6 +235,26 @@ def test_set_from_post_page_changes_lamp_and_map(site, web, city):
     assert site.store.command_results(cmds[0]["id"])[node]["result"] == "ok"
 
 
+def test_group_command_from_the_fleet_page_reports_every_node(site, web, city):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    _login(web, site, "op")
+    d = web.driver
+    d.get(site.url + "/fleet")
+    form = d.find_element(By.ID, "cmd-group")
+    Select(form.find_element(By.NAME, "target")).select_by_value(GROUP)
+    Select(form.find_element(By.NAME, "cmd")).select_by_value("identify")
+    form.find_element(By.TAG_NAME, "button").click()
+    rows = _wait(lambda: [r for r in _css(web, "#reply-table tr[data-node]") if "ok" in r.text]
+                 if len(_css(web, "#reply-table tr[data-node]")) == len(NODES) and
+                 all("ok" in r.text for r in _css(web, "#reply-table tr[data-node]")) else None,
+                 "every member's reply")
+    assert {r.get_attribute("data-node") for r in rows} == {n for n, _, _ in NODES}
+    cmd = site.store.recent_commands()[0]
+    assert (cmd["cmd"], cmd["target_kind"], cmd["target"]) == ("identify", "group", GROUP)
+
+
 def _restart_with_faults(city, node, faults):
     vn = city["nodes"][node]
     seed = 40 + [n for n, _, _ in NODES].index(node)
