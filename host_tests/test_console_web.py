@@ -174,9 +174,12 @@ def _restore(city, node):
 
 def test_map_shows_every_post(site, web):
     _login(web, site, "op")
-    web.driver.get(site.url + "/map")
-    for n, _, _ in NODES:
-        assert _circle_class(web, n) == "post lit", (n, _circle_class(web, n))
+
+    def every_post_drawn():
+        web.driver.get(site.url + "/map")  # server-drawn: a post appears once its site (get config) is known
+        return all(_circle_class(web, n) == "post lit" for n, _, _ in NODES)
+
+    _wait(every_post_drawn, "every post on the map, lit")
     assert _css(web, "#count-total")[0].text == str(len(NODES))
     assert _css(web, "#count-lit")[0].text == str(len(NODES))
     labels = [e.text for e in _css(web, "text.group-label")]
