@@ -3,10 +3,15 @@
 A command is a compact JSON object with an `id` (echoed in the reply) and a `cmd` naming what to do. Checking runs
 before anything acts, in this order, and the first failure is the reply:
 1. size, UTF-8, JSON, nesting depth;  2. the command's schema (errors name the field);
-3. retained → refused as stale (a retained command would flip the lamp on every reconnect);
-4. signature, when the node requires signed commands (firmware/signing.py);
+3. retained → refused as stale. Only a copy the broker marks retained can be told apart: MQTT 3.1.1 clears the
+   flag when it forwards a retained publish to a subscriber that is already connected (docs/OPERATIONS.md);
+4. signature, when the node requires signed commands (firmware/signing.py: expiry and replays, with no hole);
 5. age: with valid time, a `ts` older than security.max_age_s (or far in the future) is stale;
-6. a repeated `id` gets the reply it got the first time, without acting twice (`Inbox.previous_reply`).
+6. unsigned nodes: a repeated `id` gets the reply it got the first time, without acting twice
+   (`Inbox.previous_reply`). Signed nodes refuse it as `replayed` instead (the Verifier's table lasts max_age_s).
+
+Every refusal has the same shape (`error_reply`): id (null when unreadable), ok false, cmd when the payload named
+a known command, error, and stale true for retained and too-old commands.
 
 `Inbox.check()` returns the validated command or raises `Rejected` carrying the reply. Executing it is the node's job.
 """
@@ -191,10 +196,12 @@ def utf8_ok(payload):
 
 
 def error_reply(cmd_id, cmd, error, stale=False):
-    # Errors may quote the sender's own field names: bound them so a reply never echoes a huge payload.
-    r = {"id": cmd_id, "ok": False, "error": error if len(error) <= _MAX_ERROR else error[:_MAX_ERROR - 3] + "..."}
+    """The one shape of every refusal. cmd: the command's name when the payload named a known one, else None."""
+    r = {"id": cmd_id, "ok": False}
     if cmd:
         r["cmd"] = cmd
+    # Errors may quote the sender's own field names: bound them so a reply never echoes a huge payload.
+    r["error"] = error if len(error) <= _MAX_ERROR else error[:_MAX_ERROR - 3] + "..."
     if stale:
         r["stale"] = True
     return r
@@ -209,38 +216,45 @@ class Inbox:
         self._ids = []  # [(id, reply_bytes)], oldest first
         self.rejected = 0
 
-    def check(self, payload, retained, now_t2k, time_valid, max_age_s, route=False):
+    def check(self, payload, retained, now_t2k, time_valid, max_age_s, route=False, uptime_s=0):
+        """uptime_s: seconds since boot (monotonic); signed nodes refuse commands signed before their boot."""
         cmd_id = None
+        name = None
         try:
             if len(payload) > self.max_bytes:
                 raise Invalid("", "payload larger than %d bytes" % self.max_bytes)
-            try:
-                text = payload.decode("utf-8")
-            except UnicodeError:
-                raise Invalid("", "payload is not UTF-8")
+            if not payload:
+                # What a broker forwards when someone deletes a retained message on the topic (fleet.py
+                # clear-retained): no command, answered so that the deletion is seen.
+                raise Invalid("", "empty payload")
+            # utf8_ok is the strict check (no decoded copy is made: json.loads reads the bytes themselves, and the
+            # payload may be the MQTT receive buffer, which a copy of a few KB could not be found room for).
             if not utf8_ok(payload):
                 raise Invalid("", "payload is not UTF-8")
             if not nesting_ok(payload, _MAX_DEPTH):
                 raise Invalid("", "nested too deeply")
             try:
-                doc = json.loads(text)
+                doc = json.loads(payload)
             except ValueError:
                 raise Invalid("", "payload is not JSON")
             if not isinstance(doc, dict):
                 raise Invalid("", "payload must be a JSON object")
             if isinstance(doc.get("id"), str) and len(doc["id"]) <= 40:
                 cmd_id = doc["id"]
+            if isinstance(doc.get("cmd"), str) and doc["cmd"] in COMMANDS:
+                name = doc["cmd"]
             cmd = COMMAND.check(doc, "")  # nesting is already bounded: nesting_ok() read the bytes before parsing
         except Invalid as e:
             self.rejected += 1
-            raise Rejected(error_reply(cmd_id, None, str(e)))
+            raise Rejected(error_reply(cmd_id, name, str(e)))
         if retained:
             self.rejected += 1
             raise Rejected(error_reply(cmd["id"], cmd["cmd"], "retained commands are ignored", stale=True))
-        if self.previous_reply(cmd["id"]) is not None:
-            return cmd  # a repeat (e.g. a QoS 1 re-delivery): the node answers with the first reply, acts not again
-        if self.verifier is not None:
-            reason = self.verifier.verify(doc, now_t2k, time_valid, route)
+        if self.verifier is None:
+            if self.previous_reply(cmd["id"]) is not None:
+                return cmd  # a repeat (a QoS 1 re-delivery): the node answers with the first reply, acts not again
+        else:
+            reason = self.verifier.verify(doc, now_t2k, time_valid, route, uptime_s)
             if reason:
                 self.rejected += 1
                 raise Rejected(error_reply(cmd["id"], cmd["cmd"], reason))
@@ -260,6 +274,8 @@ class Inbox:
         return None
 
     def remember(self, cmd_id, reply_bytes):
+        if self.verifier is not None:
+            return  # signed nodes answer a repeat with "replayed": no reply needs to be kept
         if len(self._ids) >= _REMEMBERED_IDS:
             self._ids.pop(0)
         self._ids.append((cmd_id, reply_bytes))

@@ -16,11 +16,28 @@ What is signed (the host signer in tools/signing.py uses this very module, so bo
   as its UTF-8 bytes. node_key signs commands on the node's own topic, group_key those on group/broadcast topics.
 
 Checks, in order (the first failure is the reply text; none of them ever contains a key):
-"unsigned command refused", "signed commands need ts", "not addressed to this node" (an exact target that is not
-this node's), "no key for node commands" / "no key for group commands", "bad signature", "expired" (valid time
-only: ts older than max_age_s or more than 120 s ahead), "replayed" (an id already accepted and not yet expired).
-Without valid time the signature and the replay cache are all that protect (see SECURITY.md). The replay cache
-holds 64 ids; ids whose command has expired leave first, then the oldest.
+"unsigned command refused", "signed commands need ts", "not addressed to this node" (only when the caller names
+an exact target this node does not answer to; the node never does, it subscribes to its own targets only: a
+command signed for another node or group fails as "bad signature", the target being signed, not sent),
+"no key for node commands" / "no key for group commands", "bad signature",
+"no valid time: only a signed time command is accepted", "expired" (ts older than max_age_s or more than 120 s
+ahead), "signed before the replay window", "replayed" (an id accepted within the window).
+
+Replay protection, with no hole and without a flash write per command (SECURITY.md, "Replays"):
+- Every accepted id stays remembered until its signed ts is older than max_age_s (its replay would be refused as
+  expired anyway). The memory is a preallocated table of REPLAY_IDS slots (a 6-byte digest of the id and ts);
+  when every slot holds a command still inside max_age_s, the oldest is dropped and the window's floor rises past
+  its ts. Invariant: every command accepted since boot is in the table or has ts below the floor.
+- After a restart the table is empty. The floor then starts at the highest ts saved in state.json ("sig_floor":
+  every state save carries it for free, and a restart the node chooses always saves first) and at the node's
+  boot instant: a command accepted before the boot was made no later than its acceptance (ts <= node time then).
+  What that leaves: a command dated ahead of the node's clock (up to 120 s), whose ts can lie after the next boot.
+  Its ts is written before it acts (`pending_floor`; the node saves the state file, within its budget). With
+  synchronised clocks that is rare; a node whose clock runs behind its operators' spends a write per such command.
+  Times are whole seconds, so the boot instant is taken 2 s early: a command accepted less than 2 s before a reset
+  the node did not choose (a crash, a power cut) and not saved since could be replayed once after it.
+- Without valid time no age and no boot instant can be judged, so only `time` is accepted (how an operator gives a
+  clock to a node without NTP); its ts is written like a command dated ahead.
 
 The caller says where a command came from: the exact target of its topic (`target_for_topic`), or just
 False/True for "own topic"/"group or broadcast topic", in which case every target the node answers to is tried.
@@ -34,7 +51,8 @@ from firmware.compat import const
 _BLOCK = const(64)  # SHA-256 block size: RFC 2104's B
 _FUTURE_SLACK_S = const(120)  # same slack as commands.py: a sender's clock may run a little ahead of the node's
 _T2K_UNIX = const(946684800)  # Unix seconds at 2000-01-01 (ts is Unix time; the node's clock counts from 2000)
-REPLAY_IDS = const(64)
+REPLAY_IDS = const(64)  # commands remembered at once inside max_age_s (64 per 5 min at the default max_age_s)
+_DIGEST = const(6)  # bytes of SHA-256(id) kept per remembered command: 2^48 makes a false "replayed" negligible
 _CHUNK = const(128)  # canonical text is hashed in pieces of about this many characters
 _HEX = "0123456789abcdefABCDEF"
 # Printable ASCII but '"' and '\\': what canonical strings carry unescaped.
@@ -42,10 +60,15 @@ _PLAIN = " !#$%&'()*+,-./0123456789:;<=>?@ABCDEFGHIJKLMNOPQRSTUVWXYZ[]^_`abcdefg
 
 
 def hmac_sha256(key, msg):
-    """RFC 2104 HMAC with SHA-256 (MicroPython has hashlib.sha256 but no hmac module). key, msg: bytes."""
+    """RFC 2104 HMAC with SHA-256 (MicroPython has hashlib.sha256 but no hmac module). key: bytes; msg: bytes, or
+    an iterable of bytes pieces hashed as they come (no joined copy in RAM)."""
     mac = _Mac(key)
     inner = mac.start()
-    inner.update(msg)
+    if isinstance(msg, (bytes, bytearray)):
+        inner.update(msg)
+    else:
+        for piece in msg:
+            inner.update(piece)
     return mac.finish(inner)
 
 
@@ -284,9 +307,10 @@ class Verifier:
     node_key / group_key: key text from config (None: commands on that path are refused). node_id and groups say
     which targets this node answers to; the node's own topic verifies against "node:<node_id>" with node_key, a
     group or broadcast topic against "all" or "group:<g>" for each of its groups, with group_key.
+    `saved_floor`: the floor written to flash by an earlier boot (state.json "sig_floor"), or None.
     """
 
-    def __init__(self, node_key, group_key, max_age_s, node_id=None, groups=()):
+    def __init__(self, node_key, group_key, max_age_s, node_id=None, groups=(), saved_floor=None):
         kb = key_bytes(node_key)
         self._node_mac = None if kb is None else _Mac(kb)
         kb = key_bytes(group_key)
@@ -294,11 +318,22 @@ class Verifier:
         self.max_age_s = max_age_s
         self.node_id = node_id
         self.groups = tuple(groups)
-        self._seen = []  # [(id, expires_t2k or None)], oldest first; at most REPLAY_IDS
+        # Preallocated: 64 x 6 bytes of id digests and 64 ts (t2k, 0 = free). No list grows with the traffic.
+        self._ids = bytearray(REPLAY_IDS * _DIGEST)
+        self._ts = [0] * REPLAY_IDS
+        self._low = 0  # t2k: lowest ts not yet dropped from the table (everything dropped lies below it)
+        # The floor earlier boots left in state.json: nothing below it may run in this boot. (Within the boot the
+        # table decides; what this boot saves is for the next one.)
+        self.prior_floor = saved_floor if isinstance(saved_floor, int) else 0
+        self.saved_floor = self.prior_floor  # what state.json holds now
+        self.pending_floor = None  # set by verify(): the node must save it before the command acts
+        self._max_ts = 0  # highest ts accepted + 1: every state save carries it for free (floor_to_save)
 
-    def verify(self, doc, now_t2k, time_valid, route):
+    def verify(self, doc, now_t2k, time_valid, route, uptime_s):
         """route: False for the node's own topic, True for a group/broadcast topic (the target is then any the node
-        answers to), or an exact target string ("node:<id>", "group:<name>", "all")."""
+        answers to), or an exact target string ("node:<id>", "group:<name>", "all"). uptime_s: seconds since
+        this boot (monotonic), so that now_t2k - uptime_s is the boot instant on the node's clock."""
+        self.pending_floor = None
         sig = doc.get("sig")
         if sig is None:
             return "unsigned command refused"
@@ -337,28 +372,95 @@ class Verifier:
             return "bad signature"
         if not ok:
             return "bad signature"
-        expires = None
-        if time_valid:
-            ts = int(ts)  # the schema already checked it is integral; a float ts must not make float arithmetic
-            age = now_t2k - (ts - _T2K_UNIX)
+        ts = int(ts) - _T2K_UNIX  # the schema already checked it is integral; a float ts must not make floats
+        if not time_valid:
+            if doc.get("cmd") != "time":
+                return "no valid time: only a signed time command is accepted"
+        else:
+            age = now_t2k - ts
             if age > self.max_age_s or age < -_FUTURE_SLACK_S:
                 return "expired"
-            expires = ts - _T2K_UNIX + self.max_age_s
-        return self._note(doc.get("id"), now_t2k if time_valid else None, expires)
-
-    def _note(self, cmd_id, now, expires):
-        seen = self._seen
-        if now is not None:
-            # Ids whose command would be refused as expired anyway need no place in the cache.
-            seen = self._seen = [e for e in seen if e[1] is None or e[1] >= now]
-        for e in seen:
-            if e[0] == cmd_id:
-                return "replayed"
-        if len(seen) >= REPLAY_IDS:
-            seen.pop(0)
-        seen.append((cmd_id, expires))
+            self._forget_expired(now_t2k)
+        d = hashlib.sha256(doc.get("id", "").encode()).digest()[:_DIGEST]
+        if self._find(d) >= 0:
+            return "replayed"
+        floor = self._low
+        if self.prior_floor > floor:
+            floor = self.prior_floor
+        # The boot instant on the node's clock, rounded down (both now and uptime are whole seconds): commands
+        # made after the boot are never refused; one accepted before it is, unless it was accepted less than 2 s
+        # before a reset the node did not choose (a planned restart saves the floor first, see floor_to_save).
+        if time_valid and now_t2k - uptime_s - 1 > floor:
+            floor = now_t2k - uptime_s - 1
+        if ts < floor:
+            return "signed before the replay window"
+        self._remember(d, ts)
+        if ts >= self._max_ts:
+            self._max_ts = ts + 1
+        if not time_valid or ts > now_t2k:
+            # Dated ahead of the node's clock (or no clock at all): the boot floor of a later boot would not cover
+            # it, so it goes to flash before it acts.
+            self.pending_floor = ts + 1
         return None
 
+    def floor_to_save(self):
+        """The floor for the state file: above every ts accepted so far. Any save carries it (a planned restart
+        always saves), so the boot floor only has to cover what was accepted after the last save."""
+        return self._max_ts if self._max_ts > self.saved_floor else self.saved_floor
+
+    def floor_saved(self, floor):
+        """The node wrote `floor` (a pending_floor) to flash."""
+        if floor > self.saved_floor:
+            self.saved_floor = floor
+        self.pending_floor = None
+
+    def _find(self, d):
+        ids = self._ids
+        i = ids.find(d)
+        while i >= 0:
+            if i % _DIGEST == 0 and self._ts[i // _DIGEST]:
+                return i // _DIGEST
+            i = ids.find(d, i + 1)
+        return -1
+
+    def _drop(self, slot):
+        t = self._ts[slot]
+        if t + 1 > self._low:
+            self._low = t + 1  # keeps the invariant: whatever leaves the table is below the floor
+        self._ts[slot] = 0
+
+    def _forget_expired(self, now):
+        for slot in range(REPLAY_IDS):
+            t = self._ts[slot]
+            if t and now - t > self.max_age_s:
+                self._drop(slot)
+
+    def _remember(self, d, ts):
+        free = -1
+        oldest = 0
+        for slot in range(REPLAY_IDS):
+            t = self._ts[slot]
+            if not t:
+                free = slot
+                break
+            if t < self._ts[oldest]:
+                oldest = slot
+        if free < 0:
+            # Every slot holds a command still inside max_age_s: the oldest goes, the floor rises past it (a
+            # command delivered later than 64 newer ones must then be signed again).
+            self._drop(oldest)
+            free = oldest
+        self._ts[free] = ts if ts > 0 else 1  # 0 marks a free slot; no real ts is that early
+        self._ids[free * _DIGEST:free * _DIGEST + _DIGEST] = d
+
     def remembered(self):
-        """How many ids the replay cache holds (for tests and counters)."""
-        return len(self._seen)
+        """How many commands the replay table holds (for tests and counters)."""
+        n = 0
+        for t in self._ts:
+            if t:
+                n += 1
+        return n
+
+    def floor(self):
+        """The lowest ts (t2k) the window accepts apart from the boot instant (for tests)."""
+        return self._low if self._low > self.prior_floor else self.prior_floor

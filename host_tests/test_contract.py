@@ -14,7 +14,7 @@ from jsonschema import Draft202012Validator, ValidationError
 from conftest import ROOT
 
 from firmware import config as configmod
-from firmware.commands import COMMANDS, Inbox, Rejected
+from firmware.commands import COMMANDS, Inbox, Rejected, error_reply
 from firmware.schema import Invalid
 from firmware.timebase import T2K_UNIX_OFFSET
 from tools import contract
@@ -127,7 +127,11 @@ def _node_verdict(doc, retained=False, time_valid=False):
         try:
             configmod.validate(configmod.merge(configmod.defaults(), patch))
         except Invalid as e:
-            return False, {"id": cmd["id"], "ok": False, "error": str(e), "cmd": cmd["cmd"]}
+            # The node names the field by its path in the command (firmware/cmd_config.py): under `set` for config.
+            path = e.path
+            if cmd["cmd"] == "config":
+                path = "set." + path if path else "set"
+            return False, error_reply(cmd["id"], cmd["cmd"], Invalid(path, e.reason).args[0])
     return True, None
 
 

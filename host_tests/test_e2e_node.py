@@ -72,7 +72,7 @@ def test_every_command_is_answered(any_broker, node_factory):
         assert r["ok"] is True
         op.wait_for(lambda: op.state["n1"]["level"] == 80, 10)
         r = op.command("n1", "config", set={"photocell": {"on_lux": 70, "off_lux": 50}})
-        assert r["ok"] is False and r["error"] == "photocell.on_lux: must be < off_lux"
+        assert r == {"id": r["id"], "ok": False, "cmd": "config", "error": "set.photocell.on_lux: must be < off_lux"}
         r = op.command("n1", "config", set={"report": {"telemetry_s": 60}})
         assert r["ok"] is True and r["restart"] is False
         # Group and broadcast commands reach the node and are answered on its own reply topic.
@@ -139,8 +139,9 @@ def test_retained_command_never_flips_the_lamp(any_broker, node_factory):
     op = Operator(any_broker.host, any_broker.port)
     try:
         # An old retained "off" waits on the broker before the node even starts...
-        op.publish_raw("city/lights/n1/cmd", json.dumps({"id": "old-1", "cmd": "set", "level": 0}).encode(),
-                       retain=True)
+        # (Planted with paho itself: the project's tools never publish a command retained.)
+        op.client.publish("city/lights/n1/cmd", json.dumps({"id": "old-1", "cmd": "set", "level": 0}), qos=1,
+                          retain=True).wait_for_publish(10)
         vn = node_factory(any_broker, "n1")
         reply = op.wait_for(lambda: op.replies.get("old-1"), 20)[0]
         assert reply["ok"] is False and reply["stale"] is True
@@ -150,7 +151,7 @@ def test_retained_command_never_flips_the_lamp(any_broker, node_factory):
         op.wait_for(lambda: len(op.replies.get("old-1", [])) >= 2, 20)
         levels = [json.loads(p)["level"] for t, p, _ in op.raw if t == "city/lights/n1/state"]
         assert levels and set(levels) == {100}
-        op.publish_raw("city/lights/n1/cmd", b"", retain=True)  # clear the retained message
+        op.clear_retained("city/lights/n1/cmd")
     finally:
         op.close()
 
@@ -193,5 +194,32 @@ def test_calibrate_learns_the_healthy_current_per_level(broker, node_factory):
         assert cfg["faults"]["nominal_a"] == table  # stored: current checks are on from now on
         st = op.wait_for(lambda: op.state["n1"]["reason"] != "calibrate" and op.state["n1"], 10)
         assert st["reason"] == "program:default" and st["level"] == 100 and st["faults"] == []
+    finally:
+        op.close()
+
+
+def test_one_birth_per_boot(any_broker, node_factory):
+    """Issue 15 4(d): after a reset the broker holds the node's offline status (Will or goodbye) retained; the node
+    receives it while subscribing and used to answer it with a birth of its own, on top of the one it sends on
+    connecting. A command's reply comes after the births of that connection, so counting them then is exact."""
+    op, vn = start(any_broker, node_factory)
+
+    def births():
+        return [p for t, p, _ in list(op.raw) if t == "city/lights/n1/status" and b'"online": true' in p]
+
+    try:
+        assert len(births()) == 1
+        for how in ("power_on", "soft", "reboot"):
+            before = len(births())
+            if how == "reboot":
+                assert op.command("n1", "reboot")["ok"] is True
+            else:
+                vn.restart(how)
+            op.wait_for(lambda: len(births()) > before, 30)
+            assert op.command("n1", "get", what="state", timeout=15)["ok"] is True
+            assert len(births()) == before + 1, (how, births()[before:])
+        # The goodbye before the reboot was delivered (QoS 1) and is what the broker then held retained.
+        assert any(t == "city/lights/n1/status" and json.loads(p) == {"online": False, "reason": "reboot"}
+                   for t, p, _ in list(op.raw))
     finally:
         op.close()

@@ -154,3 +154,78 @@ def test_signed_commands(broker, node_factory):
     finally:
         signed.close()
         plain.close()
+
+
+def test_signed_replays_never_run_twice(broker, node_factory):
+    """Recorded signed commands replayed byte for byte: at once, after 70 newer commands, after the reboot a
+    recorded `reboot` caused, and after a power cut. None runs twice (SECURITY.md, "Replays")."""
+    from signing import Signer
+
+    key = "b" * 64
+    cfg = node_config(broker, "n1", security={"require_signed": True, "node_key": key, "max_age_s": 300})
+    sign = Signer(default_node_key=key)
+    op = Operator(broker.host, broker.port)
+    births = []
+
+    def signed(cid, cmd, **fields):
+        doc = sign(dict({"id": cid, "cmd": cmd}, **fields), "n1")
+        return json.dumps(doc).encode()
+
+    def ts_of(payload):
+        return json.loads(payload)["ts"]
+
+    def send(payload, cid):
+        op.publish_raw("city/lights/n1/cmd", payload)
+        return op.wait_for(lambda: op.replies.get(cid, [None])[-1], 15)
+
+    def online_births():
+        return sum(1 for t, p, _ in list(op.raw) if t == "city/lights/n1/status" and b'"online": true' in p)
+
+    try:
+        vn = node_factory(broker, "n1", config=cfg, sim={"start_t2k": int(time.time()) - 946684800})
+        op.wait_for(lambda: online_births() >= 1, 30)
+        births.append(online_births())
+        rec_set = signed("rec-set", "set", level=33)
+        assert send(rec_set, "rec-set")["ok"] is True
+        # 1. At once: refused, and the answer is "replayed" (not the first reply again).
+        op.publish_raw("city/lights/n1/cmd", rec_set)
+        r = op.wait_for(lambda: len(op.replies.get("rec-set", [])) == 2 and op.replies["rec-set"][1], 15)
+        assert r == {"id": "rec-set", "ok": False, "cmd": "set", "error": "replayed"}
+        # 2. After 70 newer accepted commands (more than the 64-slot table): still refused.
+        assert send(signed("lvl", "set", level=44), "lvl")["level"] == 44
+        for i in range(70):
+            assert send(signed("poll-%d" % i, "get", what="state"), "poll-%d" % i)["ok"] is True
+            if i % 16 == 15:
+                time.sleep(1.1)  # a dashboard's pace, not a flood: at most 64 signed commands fit in one second
+        op.publish_raw("city/lights/n1/cmd", rec_set)
+        r = op.wait_for(lambda: len(op.replies.get("rec-set", [])) == 3 and op.replies["rec-set"][2], 15)
+        assert r["ok"] is False and r["error"] in ("replayed", "signed before the replay window"), r
+        assert send(signed("s1", "get", what="state"), "s1")["state"]["override"]["level"] == 44
+        # 3. A recorded signed reboot: it restarts the node once; its replay after the restart does nothing.
+        rec_reboot = signed("rec-reboot", "reboot", safe=False)
+        assert send(rec_reboot, "rec-reboot")["ok"] is True
+        op.wait_for(lambda: [p for t, p, _ in list(op.raw) if t == "city/lights/n1/status" and b'"reboot"' in p],
+                    15)  # the goodbye (QoS 1)
+        op.wait_for(lambda: online_births() > births[-1], 30)
+        births.append(online_births())
+        boots = vn.boots
+        op.publish_raw("city/lights/n1/cmd", rec_reboot)
+        r = op.wait_for(lambda: len(op.replies.get("rec-reboot", [])) == 2 and op.replies["rec-reboot"][1], 15)
+        assert r["ok"] is False and r["error"] == "signed before the replay window", r
+        # A fresh command is answered after the replay (in order): no restart happened in between. After a restart
+        # a command needs a ts later than every one accepted before it (the saved floor): the node was back
+        # within the reboot's own second, so this one is signed a second later.
+        s2 = signed("s2", "get", what="state", ts=ts_of(rec_reboot) + 1)
+        assert send(s2, "s2")["state"]["override"]["level"] == 44
+        assert vn.boots == boots and online_births() == births[-1]
+        # 4. A power cut (SIGKILL), then both recordings again.
+        vn.restart("power_on")
+        op.wait_for(lambda: online_births() > births[-1], 30)
+        for payload, cid, n in ((rec_set, "rec-set", 4), (rec_reboot, "rec-reboot", 3)):
+            op.publish_raw("city/lights/n1/cmd", payload)
+            r = op.wait_for(lambda: len(op.replies.get(cid, [])) == n and op.replies[cid][n - 1], 15)
+            assert r["ok"] is False and r["error"] == "signed before the replay window", r
+        state = send(signed("s3", "get", what="state", ts=ts_of(s2) + 1), "s3")["state"]
+        assert state["override"]["level"] == 44 and vn.boots == boots + 1
+    finally:
+        op.close()

@@ -14,6 +14,7 @@ from firmware.signing import (REPLAY_IDS, Verifier, canonical, hmac_sha256, key_
 T2K_UNIX = 946684800
 NOW = 830000000  # node time (t2k): 2026-04-20
 NOW_UNIX = NOW + T2K_UNIX
+UP = 3600  # the node has been up an hour: its boot lies before every command made in these tests
 NODE_KEY = "00112233445566778899aabbccddeeff0123456789abcdef"  # 48 hex digits: used as 24 key bytes
 GROUP_KEY = "group secret for zone lights"  # text key
 PREFIX = "city/lights"
@@ -142,105 +143,185 @@ def _cmd(i="c1", ts=NOW_UNIX, **kw):
 
 def test_verify_accepts_good_node_command():
     v = _verifier()
-    assert v.verify(_signed(_cmd(), NODE_KEY, "node:n1"), NOW, True, False) is None
+    assert v.verify(_signed(_cmd(), NODE_KEY, "node:n1"), NOW, True, False, UP) is None
     assert v.remembered() == 1
 
 
 def test_verify_refusals():
     v = _verifier()
-    assert v.verify(_cmd(), NOW, True, False) == "unsigned command refused"
+    assert v.verify(_cmd(), NOW, True, False, UP) == "unsigned command refused"
     d = _signed(_cmd(), NODE_KEY, "node:n1")
     del d["ts"]
-    assert v.verify(d, NOW, True, False) == "signed commands need ts"
+    assert v.verify(d, NOW, True, False, UP) == "signed commands need ts"
     d = _signed(_cmd(), NODE_KEY, "node:n1")
     d["level"] = 100  # tampered after signing
-    assert v.verify(d, NOW, True, False) == "bad signature"
+    assert v.verify(d, NOW, True, False, UP) == "bad signature"
     d = _signed(_cmd(), NODE_KEY, "node:n1")
     d["sig"] = d["sig"][:-1] + ("0" if d["sig"][-1] != "0" else "1")
-    assert v.verify(d, NOW, True, False) == "bad signature"
+    assert v.verify(d, NOW, True, False, UP) == "bad signature"
     d["sig"] = "zz" * 32
-    assert v.verify(d, NOW, True, False) == "bad signature"
+    assert v.verify(d, NOW, True, False, UP) == "bad signature"
     d["sig"] = "00"
-    assert v.verify(d, NOW, True, False) == "bad signature"
-    assert v.verify(_signed(_cmd(), "another key of enough length", "node:n1"), NOW, True, False) == "bad signature"
+    assert v.verify(d, NOW, True, False, UP) == "bad signature"
+    assert v.verify(_signed(_cmd(), "another key of enough length", "node:n1"), NOW, True, False, UP) == "bad signature"
     assert v.remembered() == 0
 
 
 def test_verify_wrong_target_refused():
     v = _verifier()
-    assert v.verify(_signed(_cmd(), NODE_KEY, "node:n2"), NOW, True, False) == "bad signature"
+    assert v.verify(_signed(_cmd(), NODE_KEY, "node:n2"), NOW, True, False, UP) == "bad signature"
     # A node command re-published on a group topic is checked with the group key and group targets.
-    assert v.verify(_signed(_cmd(), NODE_KEY, "node:n1"), NOW, True, True) == "bad signature"
+    assert v.verify(_signed(_cmd(), NODE_KEY, "node:n1"), NOW, True, True, UP) == "bad signature"
     # A group command re-published on the node topic is checked with the node key.
-    assert v.verify(_signed(_cmd(), GROUP_KEY, "group:east"), NOW, True, False) == "bad signature"
+    assert v.verify(_signed(_cmd(), GROUP_KEY, "group:east"), NOW, True, False, UP) == "bad signature"
     # Exact target given by the caller (the node derives it from the topic with target_for_topic).
-    assert v.verify(_signed(_cmd(), GROUP_KEY, "group:east"), NOW, True, "all") == "bad signature"
-    assert v.verify(_signed(_cmd(), GROUP_KEY, "group:east"), NOW, True, "group:west") == \
+    assert v.verify(_signed(_cmd(), GROUP_KEY, "group:east"), NOW, True, "all", UP) == "bad signature"
+    assert v.verify(_signed(_cmd(), GROUP_KEY, "group:east"), NOW, True, "group:west", UP) == \
         "not addressed to this node"
-    assert v.verify(_signed(_cmd(), NODE_KEY, "node:n2"), NOW, True, "node:n2") == "not addressed to this node"
-    assert v.verify(_signed(_cmd(), GROUP_KEY, "group:east"), NOW, True, "group:east") is None
-    assert v.verify(_signed(_cmd("c2"), NODE_KEY, "node:n1"), NOW, True, "node:n1") is None
+    assert v.verify(_signed(_cmd(), NODE_KEY, "node:n2"), NOW, True, "node:n2", UP) == "not addressed to this node"
+    assert v.verify(_signed(_cmd(), GROUP_KEY, "group:east"), NOW, True, "group:east", UP) is None
+    assert v.verify(_signed(_cmd("c2"), NODE_KEY, "node:n1"), NOW, True, "node:n1", UP) is None
 
 
 def test_verify_group_and_broadcast():
     v = _verifier(groups=("east", "park"))
-    assert v.verify(_signed(_cmd("g1"), GROUP_KEY, "group:park"), NOW, True, True) is None
-    assert v.verify(_signed(_cmd("g2"), GROUP_KEY, "all"), NOW, True, True) is None
-    assert v.verify(_signed(_cmd("g3"), GROUP_KEY, "group:west"), NOW, True, True) == "bad signature"
-    assert v.verify(_signed(_cmd("g4"), NODE_KEY, "all"), NOW, True, True) == "bad signature"
+    assert v.verify(_signed(_cmd("g1"), GROUP_KEY, "group:park"), NOW, True, True, UP) is None
+    assert v.verify(_signed(_cmd("g2"), GROUP_KEY, "all"), NOW, True, True, UP) is None
+    assert v.verify(_signed(_cmd("g3"), GROUP_KEY, "group:west"), NOW, True, True, UP) == "bad signature"
+    assert v.verify(_signed(_cmd("g4"), NODE_KEY, "all"), NOW, True, True, UP) == "bad signature"
 
 
 def test_verify_missing_key_refuses_that_path_only():
     v = Verifier(NODE_KEY, None, 300, "n1", ("east",))
-    assert v.verify(_signed(_cmd("a"), GROUP_KEY, "all"), NOW, True, True) == "no key for group commands"
-    assert v.verify(_signed(_cmd("b"), NODE_KEY, "node:n1"), NOW, True, False) is None
+    assert v.verify(_signed(_cmd("a"), GROUP_KEY, "all"), NOW, True, True, UP) == "no key for group commands"
+    assert v.verify(_signed(_cmd("b"), NODE_KEY, "node:n1"), NOW, True, False, UP) is None
     v = Verifier(None, GROUP_KEY, 300, "n1", ("east",))
-    assert v.verify(_signed(_cmd("c"), NODE_KEY, "node:n1"), NOW, True, False) == "no key for node commands"
+    assert v.verify(_signed(_cmd("c"), NODE_KEY, "node:n1"), NOW, True, False, UP) == "no key for node commands"
     v = Verifier("too short", GROUP_KEY, 300, "n1")  # an unusable key counts as no key
-    assert v.verify(_signed(_cmd("d"), "too short key...", "node:n1"), NOW, True, False) == "no key for node commands"
+    assert v.verify(_signed(_cmd("d"), "too short key...", "node:n1"), NOW, True, False, UP) == "no key for node commands"
     v = Verifier(NODE_KEY, GROUP_KEY, 300)  # no node id: own-topic commands cannot be bound to a target
-    assert v.verify(_signed(_cmd("e"), NODE_KEY, "node:n1"), NOW, True, False) == "no node id for signed commands"
+    assert v.verify(_signed(_cmd("e"), NODE_KEY, "node:n1"), NOW, True, False, UP) == "no node id for signed commands"
 
 
 def test_verify_expiry_with_valid_time():
     v = _verifier()
-    assert v.verify(_signed(_cmd("old", ts=NOW_UNIX - 301), NODE_KEY, "node:n1"), NOW, True, False) == "expired"
-    assert v.verify(_signed(_cmd("fut", ts=NOW_UNIX + 121), NODE_KEY, "node:n1"), NOW, True, False) == "expired"
-    assert v.verify(_signed(_cmd("edge", ts=NOW_UNIX - 300), NODE_KEY, "node:n1"), NOW, True, False) is None
-    assert v.verify(_signed(_cmd("ahead", ts=NOW_UNIX + 120), NODE_KEY, "node:n1"), NOW, True, False) is None
+    assert v.verify(_signed(_cmd("old", ts=NOW_UNIX - 301), NODE_KEY, "node:n1"), NOW, True, False, UP) == "expired"
+    assert v.verify(_signed(_cmd("fut", ts=NOW_UNIX + 121), NODE_KEY, "node:n1"), NOW, True, False, UP) == "expired"
+    assert v.verify(_signed(_cmd("edge", ts=NOW_UNIX - 300), NODE_KEY, "node:n1"), NOW, True, False, UP) is None
+    assert v.pending_floor is None  # made before the node's clock: covered by the boot floor of any later boot
+    assert v.verify(_signed(_cmd("ahead", ts=NOW_UNIX + 120), NODE_KEY, "node:n1"), NOW, True, False, UP) is None
+    assert v.pending_floor == NOW + 121  # dated ahead: must reach flash before it acts
 
 
-def test_verify_without_valid_time_checks_signature_and_replay_only():
+def test_without_valid_time_only_a_signed_time_command_is_accepted():
     v = _verifier()
     old = _signed(_cmd("old", ts=NOW_UNIX - 86400 * 30), NODE_KEY, "node:n1")
-    assert v.verify(old, NOW, False, False) is None
-    assert v.verify(old, NOW, False, False) == "replayed"
-    assert v.verify(_signed(_cmd("x", ts=NOW_UNIX - 86400 * 30), NODE_KEY, "node:n2"), NOW, False, False) == \
-        "bad signature"
+    assert v.verify(old, NOW, False, False, UP) == "no valid time: only a signed time command is accepted"
+    t = _signed({"id": "t1", "cmd": "time", "utc": NOW_UNIX, "ts": NOW_UNIX}, NODE_KEY, "node:n1")
+    assert v.verify(t, NOW, False, False, 5) is None
+    assert v.pending_floor == NOW + 1  # no clock to judge a later boot by: its ts goes to flash
+    v.floor_saved(v.pending_floor)
+    assert v.verify(t, NOW, False, False, 6) == "replayed"
+    # The next boot, still without time, reads the saved floor: the recorded time command cannot set the clock back.
+    v2 = Verifier(NODE_KEY, GROUP_KEY, 300, "n1", ("east",), saved_floor=v.saved_floor)
+    assert v2.verify(t, NOW, False, False, 1) == "signed before the replay window"
+    # Unauthenticated senders still learn nothing but "bad signature".
+    assert v.verify(_signed(_cmd("x"), NODE_KEY, "node:n2"), NOW, False, False, UP) == "bad signature"
 
 
 def test_verify_replay_within_window():
     v = _verifier()
     d = _signed(_cmd("r1"), NODE_KEY, "node:n1")
-    assert v.verify(d, NOW, True, False) is None
-    assert v.verify(d, NOW + 10, True, False) == "replayed"
-    # Once the command itself has expired the cache may forget it: the expiry check refuses it instead.
-    assert v.verify(d, NOW + 301, True, False) == "expired"
+    assert v.verify(d, NOW, True, False, UP) is None
+    assert v.verify(d, NOW + 10, True, False, UP + 10) == "replayed"
+    assert v.verify(d, NOW + 300, True, False, UP + 300) == "replayed"
+    # Once the command itself has expired the table may forget it: the expiry check refuses it instead.
+    assert v.verify(d, NOW + 301, True, False, UP + 301) == "expired"
 
 
-def test_replay_cache_is_bounded_and_evicts_expired_first():
+def test_no_replay_after_a_restart():
     v = _verifier()
-    for i in range(REPLAY_IDS + 10):
-        assert v.verify(_signed(_cmd("b%d" % i), NODE_KEY, "node:n1"), NOW, False, False) is None
+    d = _signed({"id": "rb", "cmd": "reboot", "safe": False, "ts": NOW_UNIX}, NODE_KEY, "node:n1")
+    assert v.verify(d, NOW, True, False, UP) is None
+    # A recorded signed reboot, replayed after the reboot it caused: the node saved its state (with the floor)
+    # before restarting, so however soon it is back, the replay is refused.
+    saved = v.floor_to_save()
+    for boot_after in (0, 1, 5, 290):
+        fresh = Verifier(NODE_KEY, GROUP_KEY, 300, "n1", ("east",), saved_floor=saved)
+        assert fresh.verify(d, NOW + boot_after + 3, True, False, 3) == "signed before the replay window"
+    # A reset the node did not choose (a power cut), nothing saved since the command: the boot instant covers it
+    # once the node boots 2 s or more after accepting it (a whole-second clock: see firmware/signing.py).
+    s2 = _signed(_cmd("s2"), NODE_KEY, "node:n1")
+    assert v.verify(s2, NOW, True, False, UP) is None
+    for gap in (2, 3, 60, 290):
+        fresh = Verifier(NODE_KEY, GROUP_KEY, 300, "n1", ("east",), saved_floor=saved)
+        assert fresh.verify(s2, NOW + gap + 3, True, False, 3) == "signed before the replay window", gap
+    # Commands made after the boot are accepted at once, even one made in the boot's own second.
+    fresh = Verifier(NODE_KEY, GROUP_KEY, 300, "n1", ("east",), saved_floor=saved)
+    assert fresh.verify(_signed(_cmd("new", ts=NOW_UNIX + 2), NODE_KEY, "node:n1"), NOW + 3, True, False, 1) is None
+
+
+def test_no_replay_after_a_restart_of_a_command_dated_ahead():
+    # The sender's clock ran 100 s ahead: the command's ts lies after the next boot. Its saved floor covers it.
+    v = _verifier()
+    d = _signed(_cmd("fw", ts=NOW_UNIX + 100), NODE_KEY, "node:n1")
+    assert v.verify(d, NOW, True, False, UP) is None
+    assert v.pending_floor == NOW + 101
+    v.floor_saved(v.pending_floor)
+    fresh = Verifier(NODE_KEY, GROUP_KEY, 300, "n1", ("east",), saved_floor=v.saved_floor)
+    assert fresh.verify(d, NOW + 10, True, False, 5) == "signed before the replay window"
+    # Within the boot the saved floor holds nothing back: the next command, made in the same second, runs.
+    assert v.verify(_signed(_cmd("fw2", ts=NOW_UNIX + 100), NODE_KEY, "node:n1"), NOW, True, False, UP) is None
+    # Without the saved floor this is exactly the hole the write closes.
+    naive = Verifier(NODE_KEY, GROUP_KEY, 300, "n1", ("east",))
+    assert naive.verify(d, NOW + 10, True, False, 5) is None
+
+
+def test_no_replay_whatever_the_traffic():
+    # A command every 2 s (150 inside max_age_s, more than the table holds): hundreds of commands, and every one of them replayed at once
+    # and again later, in and out of order: nothing is ever accepted twice inside max_age_s.
+    v = _verifier()
+    sent = []
+    accepted = set()
+    for i in range(400):
+        now = NOW + i * 2
+        d = _signed(_cmd("p%d" % i, ts=NOW_UNIX + i * 2), NODE_KEY, "node:n1")
+        assert v.verify(d, now, True, False, UP + i * 2) is None
+        accepted.add(d["id"])
+        sent.append(d)
+        for old in (sent[0], sent[i // 2], sent[max(0, i - 70)], sent[max(0, i - 3)], d):
+            assert v.verify(old, now, True, False, UP + i * 2) in (
+                "replayed", "signed before the replay window", "expired"), (i, old["id"])
+    assert v.remembered() <= REPLAY_IDS
+
+
+def test_full_table_raises_the_floor_instead_of_forgetting():
+    v = _verifier()
+    for i in range(REPLAY_IDS + 10):  # all inside max_age_s: the table is full, the oldest give way
+        assert v.verify(_signed(_cmd("b%d" % i, ts=NOW_UNIX - 100 + i), NODE_KEY, "node:n1"), NOW, True, False,
+                        UP) is None
     assert v.remembered() == REPLAY_IDS
-    # The newest ids are still refused; the oldest were dropped (the documented limit without valid time).
-    assert v.verify(_signed(_cmd("b%d" % (REPLAY_IDS + 9)), NODE_KEY, "node:n1"), NOW, False, False) == "replayed"
+    assert v.verify(_signed(_cmd("b0", ts=NOW_UNIX - 100), NODE_KEY, "node:n1"), NOW, True, False, UP) == \
+        "signed before the replay window"  # dropped from the table, but below the floor: still refused
+    assert v.verify(_signed(_cmd("b70", ts=NOW_UNIX - 30), NODE_KEY, "node:n1"), NOW, True, False, UP) == "replayed"
+    # A late command older than the dropped ones must be signed again; a new one is accepted.
+    assert v.verify(_signed(_cmd("late", ts=NOW_UNIX - 95), NODE_KEY, "node:n1"), NOW, True, False, UP) == \
+        "signed before the replay window"
+    assert v.verify(_signed(_cmd("new"), NODE_KEY, "node:n1"), NOW, True, False, UP) is None
+
+
+def test_expired_commands_leave_the_table():
     v = _verifier()
     for i in range(10):
-        assert v.verify(_signed(_cmd("e%d" % i, ts=NOW_UNIX - 200), NODE_KEY, "node:n1"), NOW, True, False) is None
+        assert v.verify(_signed(_cmd("e%d" % i, ts=NOW_UNIX - 200), NODE_KEY, "node:n1"), NOW, True, False,
+                        UP) is None
     assert v.remembered() == 10
-    assert v.verify(_signed(_cmd("late", ts=NOW_UNIX + 150), NODE_KEY, "node:n1"), NOW + 150, True, False) is None
-    assert v.remembered() == 1  # the ten commands made 350 s ago would be refused as expired: evicted
+    assert v.verify(_signed(_cmd("late", ts=NOW_UNIX + 150), NODE_KEY, "node:n1"), NOW + 150, True, False,
+                    UP) is None
+    assert v.remembered() == 1  # the ten commands made 350 s ago would be refused as expired: dropped
+    # A clock set back 60 s must not revive them: they lie below the floor now.
+    assert v.verify(_signed(_cmd("e0", ts=NOW_UNIX - 200), NODE_KEY, "node:n1"), NOW + 90, True, False, UP) == \
+        "signed before the replay window"
 
 
 # --- through the Inbox (how the node uses it) ---------------------------------------------------------------------
@@ -251,7 +332,7 @@ def _inbox():
 
 
 def _check(inbox, doc, group=False, tv=True, now=NOW):
-    return inbox.check(json.dumps(doc).encode(), False, now, tv, 300, group)
+    return inbox.check(json.dumps(doc).encode(), False, now, tv, 300, group, UP)
 
 
 def test_inbox_accepts_signed_and_refuses_unsigned():
@@ -260,8 +341,11 @@ def test_inbox_accepts_signed_and_refuses_unsigned():
     assert cmd["level"] == 40 and cmd["id"] == "i1"
     e = raises(Rejected, _check, ib, _cmd("i2"))
     assert e.reply == {"id": "i2", "ok": False, "error": "unsigned command refused", "cmd": "set"}
+    # A duplicate, even the very next message (a QoS 1 re-delivery), is refused as SECURITY.md says: "replayed".
     e = raises(Rejected, _check, ib, _signed(_cmd("i1"), NODE_KEY, "node:n1"))
-    assert e.reply["error"] == "replayed"
+    assert e.reply == {"id": "i1", "ok": False, "cmd": "set", "error": "replayed"}
+    ib.remember("i1", b"{}")
+    assert ib.previous_reply("i1") is None  # signed nodes keep no replies: the verifier's table decides
     cmd = _check(ib, _signed(_cmd("i3"), GROUP_KEY, "group:east"), group=True)
     assert cmd["id"] == "i3"
 
@@ -303,7 +387,7 @@ def test_large_command_streams_through_the_hash():
     v = _verifier()
     d = _signed(doc, GROUP_KEY, "group:east")
     assert len(json.dumps(d)) > 5000
-    assert v.verify(d, NOW, True, True) is None
+    assert v.verify(d, NOW, True, True, UP) is None
     import gc
 
     gc.collect()  # the two 6 KB buffers below need contiguous heap; don't let earlier garbage decide the outcome

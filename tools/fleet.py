@@ -13,6 +13,7 @@
     time-sync                    send the host's UTC
     identify [--seconds N]       blink the lamp
     alarms                       active faults across the fleet and alarm events seen while listening
+    clear-retained [--dry-run]   delete retained messages left on command/update topics (`list` warns of them)
     collect --out FILE           long-running collector: tele/event/state/status as JSON lines, shared subscription
 
 Exit status: 0 every node answered ok; 1 some node errored, timed out or was offline; 2 usage or validation error
@@ -23,6 +24,8 @@ file (--config, default ~/.config/streetlight/fleet.json: {"broker", "user", "pa
 
 Commands are checked locally with the node's own schemas (firmware/commands.py COMMANDS, firmware/config.py) before
 anything is sent. With a key, every command is signed by tools/signing.py (same canonical form as the node).
+Commands are never published retained (tools/operator_client.py refuses to): a retained command is handed to the
+node again on every subscribe, and under MQTT 3.1.1 a node already online cannot tell it from a live one.
 """
 
 import argparse
@@ -154,16 +157,38 @@ def connect(settings, client_id=None, operator_class=None):
 # --- what the broker knows -----------------------------------------------------------------------------------------
 
 
+def command_topic_filters(prefix):
+    """Every topic a node takes commands or update chunks from: where nothing may stay retained."""
+    return [prefix + "/+/cmd", prefix + "/group/+/cmd", prefix + "/all/cmd", prefix + "/+/ota"]
+
+
+def is_command_topic(topic, prefix):
+    if not topic.startswith(prefix + "/"):
+        return False
+    parts = topic[len(prefix) + 1:].split("/")
+    return (len(parts) == 2 and parts[1] in ("cmd", "ota")) or parts == ["all", "cmd"] or \
+        (len(parts) == 3 and parts[0] == "group" and parts[2] == "cmd")
+
+
 class FleetView:
-    """Wraps an Operator: remembers when each node was last heard live, and reads replies per node from its raw log."""
+    """Wraps an Operator: remembers when each node was last heard live, reads replies per node from its raw log, and
+    notes retained messages left on command topics (`retained_commands`)."""
 
     def __init__(self, op):
         self.op = op
         self.heard = {}  # node → host time of the last live (not retained) message
+        self.retained_commands = {}  # topic → payload of a retained message on a command/update topic
         self._scan = 0  # index into op.raw already looked at by poll()
         inner = op.client.on_message
 
         def on_message(client, userdata, msg):
+            if is_command_topic(msg.topic, op.prefix):
+                # Only the retained copies the broker hands us on subscribing matter here; live commands (ours or
+                # another console's) are none of the view's business.
+                if msg.retain and msg.payload:
+                    with op.cond:
+                        self.retained_commands[msg.topic] = msg.payload
+                return
             inner(client, userdata, msg)
             if not msg.retain:
                 parts = msg.topic[len(op.prefix) + 1:].split("/")
@@ -171,6 +196,8 @@ class FleetView:
                     self.heard[parts[0]] = time.time()
 
         op.client.on_message = on_message
+        for f in command_topic_filters(op.prefix):
+            op.client.subscribe(f, 1)
 
     def gather(self, wait):
         """Let the retained burst arrive: return after `wait` seconds, or earlier once quiet for a moment."""
@@ -179,7 +206,7 @@ class FleetView:
         quiet_since = time.time()
         while time.time() < end:
             with self.op.cond:
-                n = len(self.op.raw)
+                n = len(self.op.raw) + len(self.retained_commands)
             if n != seen:
                 seen = n
                 quiet_since = time.time()
@@ -515,12 +542,41 @@ def fetch_configs(view, run, target, timeout):
 def cmd_list(view, run, args):
     view.gather(args.wait)
     rows = [view.row(n) for n in view.nodes()]
+    with view.op.cond:
+        stuck = sorted(view.retained_commands)
     if run.json:
-        run.emit({"nodes": rows})
+        run.emit({"nodes": rows, "retained_commands": stuck})
     else:
         run.say(list_table(rows))
         on = sum(1 for r in rows if r["online"])
         run.say("%d node(s), %d online" % (len(rows), on))
+    if stuck:
+        run.progress(retained_warning(stuck))
+    return EXIT_OK
+
+
+def retained_warning(topics):
+    return ("warning: %d retained message(s) on command topics: %s\n"
+            "  The broker hands them to the node on every (re)subscribe. A node refuses such copies, but under\n"
+            "  MQTT 3.1.1 a node that is online when one is published cannot tell it from a live command.\n"
+            "  Remove them with: fleet.py clear-retained" % (len(topics), ", ".join(topics)))
+
+
+def cmd_clear_retained(view, run, args):
+    """Delete every retained message on command/update topics (a zero-byte retained publish each)."""
+    view.gather(args.wait)
+    with view.op.cond:
+        stuck = sorted(view.retained_commands)
+    if not args.dry_run:
+        for topic in stuck:
+            view.op.clear_retained(topic)
+    if run.json:
+        run.emit({"retained_commands": stuck, "cleared": not args.dry_run})
+    else:
+        for topic in stuck:
+            run.say("%s %s" % ("would clear" if args.dry_run else "cleared", topic))
+        run.say("%d retained message(s) on command topics%s" % (
+            len(stuck), "" if args.dry_run or not stuck else " cleared (online nodes answer each: empty payload)"))
     return EXIT_OK
 
 
@@ -885,6 +941,10 @@ def build_parser():
     p = sub.add_parser("alarms", help="active faults across the fleet + alarm events heard")
     p.add_argument("--listen", type=float, default=0.0, help="extra seconds to listen for alarm events")
     p.set_defaults(func=cmd_alarms)
+
+    p = sub.add_parser("clear-retained", help="delete retained messages left on command/update topics")
+    p.add_argument("--dry-run", action="store_true", help="only list them")
+    p.set_defaults(func=cmd_clear_retained)
 
     p = sub.add_parser("collect", help="write tele/event/state/status as JSON lines (shared subscription)")
     p.add_argument("--out", default="-", help="JSON-lines file to append to (default stdout)")

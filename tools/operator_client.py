@@ -94,13 +94,15 @@ class Operator:
                     raise TimeoutError("condition not met in %.1f s" % timeout)
                 self.cond.wait(min(left, 0.5))
 
-    def send(self, node, cmd, retain=False, topic=None, **fields):
-        """Publish a command to a node (or `topic`), return its id."""
+    def send(self, node, cmd, topic=None, **fields):
+        """Publish a command to a node (or `topic`), return its id. Never retained: a retained command would be
+        handed to the node again on every subscribe, and under MQTT 3.1.1 an online node cannot tell the first
+        delivery from a live command (docs/OPERATIONS.md, "Retained commands")."""
         doc = {"id": fields.pop("id", None) or uuid.uuid4().hex[:12], "cmd": cmd}
         doc.update(fields)
         if self.signer is not None:
             doc = self.signer(doc, node)
-        self.client.publish(topic or "%s/%s/cmd" % (self.prefix, node), json.dumps(doc), qos=1, retain=retain)
+        self.client.publish(topic or "%s/%s/cmd" % (self.prefix, node), json.dumps(doc), qos=1, retain=False)
         return doc["id"]
 
     def command(self, node, cmd, timeout=10.0, **fields):
@@ -109,7 +111,16 @@ class Operator:
         return self.wait_for(lambda: self.replies.get(cid, [None])[0], timeout)
 
     def publish_raw(self, topic, payload, retain=False, qos=1):
+        """Publish exact bytes (hostile-input tests, OTA chunks, a node-shaped test publisher). Nothing is ever
+        published retained on a command or update topic: ValueError."""
+        if retain and (topic.endswith("/cmd") or topic.endswith("/ota")):
+            raise ValueError("commands are never published retained (%s)" % topic)
         self.client.publish(topic, payload, qos=qos, retain=retain).wait_for_publish(10)
+
+    def clear_retained(self, topic):
+        """Delete the broker's retained message on `topic` (MQTT: a retained publish of zero bytes). The broker
+        still forwards the empty message to live subscribers: a node answers it "empty payload"."""
+        self.client.publish(topic, b"", qos=1, retain=True).wait_for_publish(10)
 
     def close(self):
         self.client.loop_stop()
