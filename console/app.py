@@ -117,6 +117,8 @@ def adduser(args, stdin=None, out=None):
 def first_user(store, out):
     """A console nobody can log into is useless: on first run, make an operator and say its password once."""
     if store.user_count():
+        out.write("log in with an existing user (a forgotten password: python -m console adduser NAME --role "
+                  "operator --db ... sets a new one)\n")
         return
     password = secrets.token_urlsafe(9)
     Auth(store).add_user("admin", password, "operator")
