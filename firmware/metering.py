@@ -29,7 +29,8 @@ def _wh(total):
 def _schema():
     return Dict(
         {
-            "save_interval_s": Int(300, 86400, 900, doc="seconds between counter saves (900 = 96 flash writes/day)"),
+            "save_interval_s": Int(300, 86400, 900, doc="seconds between counter saves; the state file paces "
+                                                         "background saves to 80 a day (firmware/persist.py)"),
             "nominal_voltage": Float(50, 500, 220.0, doc="mains voltage assumed where a measurement is unusable"),
             "max_gap_s": Int(10, 3600, 3600, doc="a step longer than this (or negative) is a discontinuity"),
             "max_w": Float(1, 10000, 2000.0, doc="a power reading above this is a meter error"),

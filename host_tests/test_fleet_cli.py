@@ -311,7 +311,8 @@ def _retained_on_command_topics(env):
 
 def test_fleet_commands_leave_nothing_retained(fleet_env, tmp_path):
     prog = tmp_path / "prog.json"
-    prog.write_text(json.dumps({"programs": {"default": [{"at": "sunset", "level": 100}, {"at": "sunrise", "level": 0}]}}))
+    steps = [{"at": "sunset", "level": 100}, {"at": "sunrise", "level": 0}]
+    prog.write_text(json.dumps({"programs": {"default": steps}}))
     for argv in (("set", "30", "--node", "pdg-0001"), ("clear", "--all"), ("get", "state", "--group", "main-st"),
                  ("identify", "--seconds", "1", "--node", "pdg-0002"), ("time-sync", "--node", "pdg-0003"),
                  ("program", "push", str(prog), "--node", "pdg-0001")):

@@ -198,7 +198,8 @@ def test_verify_missing_key_refuses_that_path_only():
     v = Verifier(None, GROUP_KEY, 300, "n1", ("east",))
     assert v.verify(_signed(_cmd("c"), NODE_KEY, "node:n1"), NOW, True, False, UP) == "no key for node commands"
     v = Verifier("too short", GROUP_KEY, 300, "n1")  # an unusable key counts as no key
-    assert v.verify(_signed(_cmd("d"), "too short key...", "node:n1"), NOW, True, False, UP) == "no key for node commands"
+    assert v.verify(_signed(_cmd("d"), "too short key...", "node:n1"), NOW, True, False, UP) == \
+        "no key for node commands"
     v = Verifier(NODE_KEY, GROUP_KEY, 300)  # no node id: own-topic commands cannot be bound to a target
     assert v.verify(_signed(_cmd("e"), NODE_KEY, "node:n1"), NOW, True, False, UP) == "no node id for signed commands"
 
@@ -278,8 +279,8 @@ def test_no_replay_after_a_restart_of_a_command_dated_ahead():
 
 
 def test_no_replay_whatever_the_traffic():
-    # A command every 2 s (150 inside max_age_s, more than the table holds): hundreds of commands, and every one of them replayed at once
-    # and again later, in and out of order: nothing is ever accepted twice inside max_age_s.
+    # A command every 2 s (150 inside max_age_s, more than the table holds): hundreds of commands, every one of
+    # them replayed at once and again later, in and out of order: nothing is ever accepted twice inside max_age_s.
     v = _verifier()
     sent = []
     accepted = set()
