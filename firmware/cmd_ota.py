@@ -5,7 +5,7 @@ def run(node, cmd, now):
     kind = cmd["cmd"]
     agent = node.ota
     if kind == "ota_begin":
-        r = agent.begin(cmd["manifest"], cmd["manifest_sig"], cmd["force"])
+        r = agent.begin(cmd["manifest"], cmd["manifest_sig"], cmd["force"], schema_checked=True)
     elif kind == "ota_status":
         r = agent.status()
     elif kind == "ota_commit":

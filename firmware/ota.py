@@ -127,7 +127,11 @@ def check_path(path):
 
 def check_manifest(manifest, path="manifest"):
     """Schema + semantic checks; returns the normalised manifest or raises Invalid naming the field."""
-    m = MANIFEST_SCHEMA.check(manifest, path)
+    return check_files(MANIFEST_SCHEMA.check(manifest, path), path)
+
+
+def check_files(m, path="manifest"):
+    """The checks of a schema-valid manifest the schema cannot make (version order, paths, no file twice)."""
     try:
         parse_version(m["version"])
     except ValueError as e:
@@ -144,12 +148,18 @@ def check_manifest(manifest, path="manifest"):
     return m
 
 
-def manifest_bytes(manifest):
-    """The exact bytes the update key signs: one line per field, so no JSON formatting can make two readings."""
-    out = ["format %d\nversion %s\n" % (manifest.get("format", 1), manifest["version"])]
+def manifest_parts(manifest):
+    """The bytes the update key signs, a line at a time: one line per field, so no JSON formatting can make two
+    readings. The node hashes them as they come (a 50-file manifest joined would be 4 KB, made three times over)."""
+    yield _SIG_DOMAIN
+    yield ("format %d\nversion %s\n" % (manifest.get("format", 1), manifest["version"])).encode()
     for f in manifest["files"]:
-        out.append("%s %d %s\n" % (f["path"], f["size"], f["sha256"]))
-    return _SIG_DOMAIN + "".join(out).encode()
+        yield ("%s %d %s\n" % (f["path"], f["size"], f["sha256"])).encode()
+
+
+def manifest_bytes(manifest):
+    """manifest_parts joined: what the host tools sign."""
+    return b"".join(manifest_parts(manifest))
 
 
 def sign_manifest(manifest, key, hmac_fn):
@@ -226,12 +236,13 @@ def _remove(p):
             raise
 
 
-def _write_atomic(p, data):
-    # Same discipline as drivers.filestore (temp + rename), which this module cannot import: slots live in
-    # subdirectories and firmware/ must not depend on drivers/.
+def _write_atomic(p, doc):
+    """Write the JSON document `doc` to path p: temp + rename, the same discipline as drivers.filestore, which this
+    module cannot import (slots live in subdirectories, and firmware/ must not depend on drivers/). json.dump
+    streams into the file: a 50-file manifest is 6 KB of text that never needs to be whole in RAM."""
     tmp = p + ".tmp"
-    with open(tmp, "wb") as f:
-        f.write(data)
+    with open(tmp, "w") as f:
+        json.dump(doc, f)
     os.rename(tmp, p)
 
 
@@ -290,7 +301,7 @@ class _Transfer:
 
 class OtaAgent:
     """The node's side of an update. `store_root`: the data directory ("." on the node); `cfg_ota`: the validated
-    "ota" config section; `update_key`: key text (or bytes) or None; `hmac_fn(key, msg)` → 32-byte digest
+    "ota" config section; `update_key`: key text (or bytes) or None; `hmac_fn(key, msg)` → 32-byte digest (msg: bytes, or an iterable of bytes pieces)
     (firmware.signing.hmac_sha256); `log(text)` or None. After `commit()` (or a rollback decided here),
     `reset_wanted` is True: the node then resets as it does for a requested reboot."""
 
@@ -338,7 +349,7 @@ class OtaAgent:
         return running_version()
 
     def _save(self):
-        _write_atomic(self._p(OTA_FILE), json.dumps(self.doc).encode())
+        _write_atomic(self._p(OTA_FILE), self.doc)
 
     def _reply(self, cmd, ok=True, error=None, **fields):
         r = {"id": "ota", "ok": ok, "cmd": cmd}
@@ -408,18 +419,19 @@ class OtaAgent:
         return h
 
     def _sig_ok(self, manifest, sig):
-        want = _hex(self.hmac_fn(self.key, manifest_bytes(manifest)))
+        want = _hex(self.hmac_fn(self.key, manifest_parts(manifest)))
         return _same(want, sig)
 
-    def begin(self, manifest, sig, force=False):
-        """Check a signed manifest and prepare the spare slot; the reply says where the sender starts."""
+    def begin(self, manifest, sig, force=False, schema_checked=False):
+        """Check a signed manifest and prepare the spare slot; the reply says where the sender starts.
+        schema_checked: the ota_begin command's schema already normalised it (no second copy of a 50-file tree)."""
         cmd = "ota_begin"
         if self.key is None:
             return self._reply(cmd, False, "no update key configured")
         if self.on_trial():
             return self._reply(cmd, False, "the running version is on trial: wait for it to confirm")
         try:
-            m = check_manifest(manifest)
+            m = check_files(manifest) if schema_checked else check_manifest(manifest)
         except Invalid as e:
             return self._reply(cmd, False, str(e))
         if not isinstance(sig, str) or len(sig) != 64:
@@ -451,8 +463,7 @@ class OtaAgent:
             if free is not None and total + _FREE_MARGIN > free:
                 need = total + _FREE_MARGIN
                 return self._reply(cmd, False, "not enough flash: need %d bytes, %d free" % (need, free))
-            _write_atomic(self._p(slot + "/" + STAGE_FILE),
-                          json.dumps({"manifest": m, "sig": sig, "force": force is True}).encode())
+            _write_atomic(self._p(slot + "/" + STAGE_FILE), {"manifest": m, "sig": sig, "force": force is True})
         except OSError as e:
             return self._reply(cmd, False, "flash error: %s" % e)
         t = _Transfer(slot, m, sig, force is True)
@@ -589,8 +600,7 @@ class OtaAgent:
                 return self._reply(cmd, False, "verify failed: %s" % f["path"], **self._position(t))
         previous = self.active()
         try:
-            _write_atomic(self._p(t.slot + "/" + SLOT_MANIFEST),
-                          json.dumps({"version": t.manifest["version"], "sig": t.sig}).encode())
+            _write_atomic(self._p(t.slot + "/" + SLOT_MANIFEST), {"version": t.manifest["version"], "sig": t.sig})
             # The switch: one rename. Before it the old image boots, after it the new one boots on trial.
             self.doc = {"active": t.slot, "previous": previous, "trial": True, "boots": 0,
                         "version": t.manifest["version"], "from": running, "result": None}

@@ -83,7 +83,7 @@ class StateFile:
         """Write `doc` (the caller decided it is due, has room, or is forced). OSError when flash fails."""
         self._roll(now)
         doc["wear"] = [self._day, self.writes_today + 1]
-        self.store.write(STATE_FILE, json.dumps(doc).encode())
+        self.store.write_json(STATE_FILE, doc)  # streamed: no text copy, so a fragmented heap cannot refuse it
         self.dirty = False
         self._last_save = now
         self.writes_today += 1

@@ -24,6 +24,9 @@ class MemStore:
         self.files[name] = data
         self.writes += 1
 
+    def write_json(self, name, doc):
+        self.write(name, json.dumps(doc).encode())
+
 
 def _background_day(sf, start, end, step=60):
     """Counters change all the time (a save due every 900 s), an alarm marks the state dirty every 120 s."""
