@@ -167,22 +167,25 @@ def _stop_on_sigterm():
 
 def serve(args, out):
     settings = fleet.load_settings(args)
-    demo = None
+    host, port = parse_http(args.http)
     if threading.current_thread() is threading.main_thread():
         _stop_on_sigterm()
-    if not broker_given(args):
-        demo = Demo(args.demo_nodes, args.demo_speed)
-        settings["broker"] = demo.url
-        out.write("no broker given: started the demo's (%s) with %d virtual posts at %gx\n" % (
-            demo.url, args.demo_nodes, args.demo_speed))
-    host, port = parse_http(args.http)
-    store = Store.open(args.db)
-    app = None
+    demo = store = app = None
     try:
+        if not broker_given(args):
+            demo = Demo(args.demo_nodes, args.demo_speed)
+            settings["broker"] = demo.url
+            out.write("no broker given: started the demo's (%s) with %d virtual posts at %gx\n" % (
+                demo.url, args.demo_nodes, args.demo_speed))
+        store = Store.open(args.db)
         first_user(store, out)
         op = fleet.connect(settings, client_id="console-" + secrets.token_hex(4))
         app = App(op, store, {"raw_days": args.raw_days, "hourly_days": args.hourly_days,
-                              "log_days": args.log_days}).start(host, port)
+                              "log_days": args.log_days})
+        try:
+            app.start(host, port)
+        except OSError as e:
+            raise fleet.UsageError("--http %s:%d: cannot listen there (%s)" % (host, port, e.strerror or e))
         out.write("console on %s (broker %s, history in %s)\n" % (app.url, settings["broker"],
                                                                   args.db.split("@")[-1]))
         out.flush()
@@ -195,7 +198,8 @@ def serve(args, out):
         if app is not None:
             app.close()
             app.op.close()
-        store.close()
+        if store is not None:
+            store.close()
         if demo is not None:
             demo.close()
     return 0

@@ -43,11 +43,17 @@ def _connect(url):
             import psycopg
         except ImportError:
             raise ValueError("--db %s needs psycopg 3 (pip install -r requirements-dev.txt)" % url.split("@")[-1])
-        return psycopg.connect(url, autocommit=False), Dialect("postgresql")
+        try:
+            return psycopg.connect(url, autocommit=False), Dialect("postgresql")
+        except psycopg.OperationalError as e:
+            raise ValueError("--db %s: cannot connect (%s)" % (url.split("@")[-1], str(e).strip().split("\n")[0]))
     import sqlite3
 
     path = url[len("sqlite:///"):] if url.startswith("sqlite:///") else url
-    conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+    try:
+        conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+    except sqlite3.OperationalError as e:
+        raise ValueError("--db %s: %s" % (path, e))
     conn.execute("PRAGMA journal_mode=WAL")  # readers do not wait for the ingest's transaction
     conn.execute("PRAGMA synchronous=NORMAL")  # history, not money: a power cut may lose the last batch
     return conn, Dialect("sqlite")

@@ -8,7 +8,7 @@ import math
 import time
 from html import escape
 
-MAP_W, MAP_H = 1000, 620
+MAP_W, MAP_H = 1000, 520
 _M_PER_DEG_LAT = 110540.0
 _M_PER_DEG_LON = 111320.0
 
@@ -74,6 +74,7 @@ def map_svg(posts):
     proj = Projection([(p["lat"], p["lon"]) for p in located])
     out = ['<svg id="map" viewBox="0 0 %d %d" role="img" aria-label="map of the lamp posts">' % (MAP_W, MAP_H),
            '<rect class="map-bg" x="0" y="0" width="%d" height="%d"/>' % (MAP_W, MAP_H)]
+    out.append(_graticule(proj))
     groups = {}
     for p in located:
         for g in p["groups"]:
@@ -109,6 +110,33 @@ def map_svg(posts):
     out.append('<text class="north" x="%d" y="30">N ↑</text>' % (MAP_W - 40))
     out.append('</svg>')
     return "\n".join(out)
+
+
+def _graticule(proj):
+    """Faint lines of latitude and longitude with their values at the edges: where on Earth, without tiles."""
+    deg_per_px = 1.0 / (proj.scale * _M_PER_DEG_LAT)
+    span = deg_per_px * MAP_W
+    step = next((s for s in (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0) if span / s <= 10),
+                2.0)
+    lat_top = proj.lat0 + (proj.cy) * deg_per_px
+    lat_bottom = proj.lat0 - (MAP_H - proj.cy) * deg_per_px
+    lon_left = proj.lon0 - proj.cx * deg_per_px / proj.k
+    lon_right = proj.lon0 + (MAP_W - proj.cx) * deg_per_px / proj.k
+    out = ['<g class="graticule">']
+    v = math.ceil(lat_bottom / step) * step
+    while v <= lat_top:
+        y = proj.xy(v, proj.lon0)[1]
+        out.append('<line x1="0" x2="%d" y1="%.1f" y2="%.1f"/><text x="6" y="%.1f">%s</text>' % (
+            MAP_W, y, y, y - 3, "%.4f°" % v))
+        v += step
+    v = math.ceil(lon_left / step) * step
+    while v <= lon_right:
+        x = proj.xy(proj.lat0, v)[0]
+        out.append('<line x1="%.1f" x2="%.1f" y1="0" y2="%d"/><text x="%.1f" y="%d">%s</text>' % (
+            x, x, MAP_H, x + 3, MAP_H - 6, "%.4f°" % v))
+        v += step
+    out.append('</g>')
+    return "".join(out)
 
 
 def describe(p):

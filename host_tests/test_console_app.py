@@ -33,6 +33,7 @@ def test_adduser_hashes_the_password_and_refuses_bad_input(tmp_path):
     assert appmod.main(["adduser", "bob", "--db", db], stdin=io.StringIO("short\n")) == 2
     assert appmod.main(["adduser", "--db", db], stdin=io.StringIO("long enough pw\n")) == 2
     assert appmod.main(["--http", "nowhere", "--db", db, "--broker", "mqtt://127.0.0.1:1"]) == 2
+    assert appmod.main(["--db", str(tmp_path / "no" / "such" / "dir.db"), "--broker", "mqtt://127.0.0.1:1"]) == 2
 
 
 def test_console_without_a_broker_starts_the_demo_city(tmp_path):
