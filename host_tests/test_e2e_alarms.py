@@ -5,7 +5,11 @@ issue 15 as they were reported, and a `net_down` window that really cuts the nod
 
 World time runs at `speed` x real time (sim.json), so an alarm that needs five simulated minutes takes half a
 second. Nothing here waits on real time for its verdict: each wait is for a message, bounded by a generous timeout,
-and the times asserted are the node's own event timestamps (world time).
+and the times asserted are the node's own event timestamps (world time). Because world time runs on the wall clock,
+a loaded machine makes the node's steps late in world time (a 100 ms stall is a simulated minute): so the times are
+bounded tightly only from below (nothing raises before its condition has held for its delay), loosely from above,
+and every fault window is several times longer than the delays it has to show. The exact delays, step for step,
+are asserted where time is fully an input: host_tests/test_faultsim.py.
 """
 
 import json
@@ -109,9 +113,10 @@ def test_sensor_stuck_at_a_daylight_reading_no_longer_keeps_the_street_dark(brok
         vn = start(node_factory, broker, STUCK_BY_DAY, mode="photocell")
         ev = wait_alarm(op, "light_sensor_fault", True, 120)
         assert ev["detail"]["reason"] == "bright_night"
-        # Raised 30 min (bright_night_h) after the sun passed -6 degrees (18:50 that day), not at 22:14 as before.
+        # Raised 30 min (bright_night_h) after the sun passed -6 degrees (18:50 that day; 19:20), not at 22:14 as
+        # before (the upper bound leaves room for a loaded machine, see the module notes).
         day, minute = local_hm(ev["t"])
-        assert day == 0 and 19 * 60 + 15 <= minute <= 19 * 60 + 30, (day, minute // 60, minute % 60)
+        assert day == 0 and 19 * 60 + 15 <= minute <= 20 * 60 + 30, (day, minute // 60, minute % 60)
         # From then on the program rules the lamp and the reason says why: 100 % until 23:00, then 60 %.
         st = op.wait_for(lambda: op.state.get("n1", {}).get("level") == 100 and op.state["n1"], 30)
         assert st["reason"] == FALLBACK and "light_sensor_fault" in st["faults"]
@@ -143,20 +148,21 @@ def test_sensor_stuck_at_a_night_reading_no_longer_burns_at_noon(broker, node_fa
         # what it was told: 5 min (delay_s) after the sun reached 6 degrees (06:50 that day).
         burn = wait_alarm(op, "day_burning", True, 120)
         day, minute = local_hm(burn["t"])
-        assert day == 1 and 6 * 60 + 52 <= minute <= 7 * 60 + 2, (day, minute // 60, minute % 60)
+        assert day == 1 and 6 * 60 + 52 <= minute <= 7 * 60 + 50, (day, minute // 60, minute % 60)
         assert burn["detail"]["level"] == 100 and burn["detail"]["sun"] >= DEF["day_burning"]["sun_deg"]
         assert burn["detail"]["w"] > 50.0  # the meter saw it burn
-        # Then the cause: dark_day, 30 min after the sun passed 15 degrees (07:28); the program takes over (off).
+        # Then the cause: dark_day, 30 min after the sun passed 15 degrees (07:26; 07:56); the program takes over.
         ev = wait_alarm(op, "light_sensor_fault", True, 60)
         assert ev["detail"]["reason"] == "dark_day"
         day, minute = local_hm(ev["t"])
-        assert day == 1 and 7 * 60 + 50 <= minute <= 8 * 60 + 5, (day, minute // 60, minute % 60)
+        assert day == 1 and 7 * 60 + 50 <= minute <= 9 * 60, (day, minute // 60, minute % 60)
+        assert burn["t"] < ev["t"]
         cleared = wait_alarm(op, "day_burning", False, 30)
-        # The lamp fades out over lamp.fade_ms of real time, 15 world minutes at speed 600; then clear_s.
-        fade_world = 1.5 * STUCK_AT_NIGHT["speed"]
-        assert ev["t"] < cleared["t"] <= ev["t"] + fade_world + DEF["day_burning"]["clear_s"] + 180
-        st = op.wait_for(lambda: op.state.get("n1", {}).get("level") == 0 and op.state["n1"], 10)
-        assert st["reason"] == FALLBACK and st["faults"] == ["light_sensor_fault"]
+        # The lamp fades out over lamp.fade_ms of real time (15 world minutes at speed 600), then clear_s.
+        assert ev["t"] + DEF["day_burning"]["clear_s"] < cleared["t"] <= ev["t"] + 3600
+        # (The event and the state that follows it travel apart: wait for the state, not for the moment.)
+        st = op.wait_for(lambda: op.state.get("n1", {}).get("faults") == ["light_sensor_fault"] and op.state["n1"], 10)
+        assert st["reason"] == FALLBACK and st["level"] == 0
         # While day_burning was active: burning at 100 % by the photocell, then off by the program once flagged.
         burning = [(s["level"], s["reason"]) for s in states_with(op, "day_burning")]
         assert (100, "photocell") in burning and (0, FALLBACK) in burning, burning
@@ -174,28 +180,29 @@ CALIBRATED = "calibrated"  # placeholder in a scenario's faults config: the modu
 # (id, start (local hh, mm), speed, sim faults [(kind, from, to)], sim lamp, control mode, faults config,
 #  expected alarms (each raised once and cleared once; no other alarm), lamp levels and reason while any is active)
 SCENARIOS = [
-    ("lamp_failure", (19, 50), 600, [("lamp_dead", at(20), at(20, 30))], None, "astro", None,
+    ("lamp_failure", (19, 50), 600, [("lamp_dead", at(20), at(21))], None, "astro", None,
      ["lamp_failure"], (100,), "program:default"),
     # A welded relay behind a driver that idles lit at 6 W: the cause and the symptom, the lamp commanded off.
-    ("relay_stuck+day_burning", (11, 50), 600, [("relay_stuck_on", at(12), at(12, 30))], {"standby_w": 6.0},
+    ("relay_stuck+day_burning", (11, 50), 600, [("relay_stuck_on", at(12), at(13))], {"standby_w": 6.0},
      "astro", None, ["relay_stuck", "day_burning"], (0,), "program:default"),
-    ("over_current", (19, 50), 600, [("over_current", at(20), at(20, 30))], None, "astro", CALIBRATED,
+    ("over_current", (19, 50), 600, [("over_current", at(20), at(21))], None, "astro", CALIBRATED,
      ["over_current"], (100,), "program:default"),
     # Part of the LED strings open: less power and, judged against the table, less current.
-    ("under_power+under_current", (19, 50), 600, [("under_power", at(20), at(20, 30))], None, "astro", CALIBRATED,
+    ("under_power+under_current", (19, 50), 600, [("under_power", at(20), at(21))], None, "astro", CALIBRATED,
      ["under_power", "under_current"], (100,), "program:default"),
-    ("over_power+over_current", (19, 50), 600, [("over_power", at(20), at(20, 30))], None, "astro", CALIBRATED,
+    ("over_power+over_current", (19, 50), 600, [("over_power", at(20), at(21))], None, "astro", CALIBRATED,
      ["over_power", "over_current"], (100,), "program:default"),
     # Without a table only power is judged: over_power alone.
-    ("over_power uncalibrated", (19, 50), 600, [("over_power", at(20), at(20, 30))], None, "astro", None,
+    ("over_power uncalibrated", (19, 50), 600, [("over_power", at(20), at(21))], None, "astro", None,
      ["over_power"], (100,), "program:default"),
-    # Sampled every 30 world seconds (speed 300) so each 60 s drop-out is seen; a shorter window to clear sooner.
-    ("cycling", (19, 50), 300, [("cycling", at(20), at(20, 40))], None, "astro",
-     {"cycling": {"window_s": 1200, "clear_s": 600}}, ["cycling"], (100,), "program:default"),
+    # Sampled every 15 world seconds (speed 150) so a 60 s drop-out is seen even by a late loop; 2 drop-outs in
+    # 20 min (of the 4 the sim makes) and a shorter clear time, so the run is short and a missed one does not matter.
+    ("cycling", (19, 50), 150, [("cycling", at(20), at(20, 40))], None, "astro",
+     {"cycling": {"count": 2, "window_s": 1200, "clear_s": 300}}, ["cycling"], (100,), "program:default"),
     # A dead light sensor in photocell mode: the program rules, and says so.
-    ("light_sensor_fault range", (19, 50), 600, [("light_dead", at(20), at(20, 30))], None, "photocell", None,
+    ("light_sensor_fault range", (19, 50), 600, [("light_dead", at(20), at(21))], None, "photocell", None,
      ["light_sensor_fault"], (100,), FALLBACK),
-    ("current_sensor_fault", (19, 50), 600, [("meter_dead", at(20), at(20, 30))], None, "astro", None,
+    ("current_sensor_fault", (19, 50), 600, [("meter_dead", at(20), at(21))], None, "astro", None,
      ["current_sensor_fault"], (100,), "program:default"),
 ]
 
@@ -245,8 +252,9 @@ def test_override_left_on_by_day_raises_day_burning_after_its_grace(broker, node
         t_set = op.wait_for(lambda: op.state["n1"]["reason"] == "override" and op.state["n1"]["t"], 10)
         ev = wait_alarm(op, "day_burning", True, 60)
         delay = ev["t"] - t_set
-        assert grace + DEF["day_burning"]["delay_s"] <= delay <= grace + DEF["day_burning"]["delay_s"] + 240, delay
+        assert grace + DEF["day_burning"]["delay_s"] <= delay <= grace + DEF["day_burning"]["delay_s"] + 1800, delay
         assert ev["detail"]["level"] == 100
+        op.wait_for(lambda: "day_burning" in op.state["n1"]["faults"], 10)  # the state follows the event
         during = states_with(op, "day_burning")
         assert during and all(s["level"] == 100 and s["reason"] == "override" for s in during)
         r = op.command("n1", "clear")
