@@ -226,6 +226,29 @@ def test_a_module_the_manifest_forgets_is_named():
     assert missing_from_image({"drivers.sim": ["main.py"]}, set()) == []  # host-only: never on the board
 
 
+def test_the_board_manifest_as_ports_esp32_reads_it(esp32_micropython, tmp_path):
+    """ESP-IDF cannot run here; MicroPython's own manifest reader can. With the ESP32 port's paths the board freezes
+    the port's modules (_boot.py mounts the filesystem), micropython-lib's ssl and our three packages — not the sim."""
+    import importlib.util
+
+    tree = mpbuild.source_tree()  # built with the binary: no extra fetch
+    spec = importlib.util.spec_from_file_location("manifestfile", os.path.join(tree, "tools", "manifestfile.py"))
+    manifestfile = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(manifestfile)
+    ssl_pkg = tmp_path / "micropython-lib" / "python-stdlib" / "ssl"  # micropython-lib's layout, only ssl in it
+    ssl_pkg.mkdir(parents=True)
+    (ssl_pkg / "manifest.py").write_text('metadata(version="0.0.0")\nmodule("ssl.py")\n')
+    (ssl_pkg / "ssl.py").write_text("")
+    m = manifestfile.ManifestFile(manifestfile.MODE_FREEZE, {
+        "MPY_DIR": tree, "MPY_LIB_DIR": str(tmp_path / "micropython-lib"),
+        "PORT_DIR": os.path.join(tree, "ports", "esp32"), "BOARD_DIR": os.path.dirname(mpbuild.BOARD_MANIFEST)})
+    m.execute(mpbuild.BOARD_MANIFEST)
+    frozen = {f.target_path for f in m.files()}
+    board = {t for t, _src in mpbuild.frozen_sources()}
+    assert {"_boot.py", "inisetup.py", "flashbdev.py", "ssl.py"} <= frozen, sorted(frozen)
+    assert {t for t in frozen if t.split("/")[0] in PROJECT_PACKAGES} == board  # all of ours, and no drivers/sim.py
+
+
 def test_the_real_node_boots_online_from_the_frozen_image_at_112k(esp32_micropython, broker, tmp_path):
     """boot.py + main.py on the flash, everything else frozen, 2 x 56 KB: online, retained, answering."""
     from nodekit import esp32_frozen, make_node
