@@ -129,3 +129,37 @@ def test_acknowledged_commands_survive_power_cuts(broker, tmp_path):
     boots = vn.history
     assert len(boots) == ROUNDS + 1 and all(cause == "power_on" for cause, _ in boots)
     assert json.dumps(want)  # the last expectation is plain JSON (what the node stores)
+
+
+def test_the_reported_case_a_cleared_override_stays_cleared(broker, tmp_path):
+    """Issue 15 §1 as reported: reboot, `set 30`, `clear` a second later, the power cut two seconds after that; and
+    a `set` cut off at once. The write is counted before the reply (it used to move ~60 s later)."""
+    vn = make_node(str(tmp_path / "pc2"), broker, "pc2", config=node_config(broker, "pc2"))
+    op = Operator(broker.host, broker.port)
+
+    def births():
+        return sum(1 for t, p, _ in list(op.raw) if t == "city/lights/pc2/status" and b'"online": true' in p)
+
+    try:
+        vn.start()
+        op.wait_for(lambda: births() >= 1, 30)
+        assert op.command("pc2", "reboot", timeout=15)["ok"] is True
+        op.wait_for(lambda: births() >= 2, 30)
+        writes = op.command("pc2", "get", what="counters", timeout=15)["flash"]["state_writes_today"]
+        assert op.command("pc2", "set", level=30, timeout=15)["ok"] is True
+        assert op.command("pc2", "get", what="counters", timeout=15)["flash"]["state_writes_today"] == writes + 1
+        time.sleep(1.0)  # the reported sequence, to the second
+        assert op.command("pc2", "clear", timeout=15)["ok"] is True
+        time.sleep(2.0)
+        vn.restart("power_on")
+        op.wait_for(lambda: births() >= 3, 30)
+        state = op.command("pc2", "get", what="state", timeout=15)["state"]
+        assert state["override"] is None and state["reason"] != "override"
+        assert op.command("pc2", "set", level=30, timeout=15)["ok"] is True
+        vn.restart("power_on")  # at once after the reply
+        op.wait_for(lambda: births() >= 4, 30)
+        state = op.command("pc2", "get", what="state", timeout=15)["state"]
+        assert state["override"] == {"level": 30, "until": None} and state["level"] == 30
+    finally:
+        op.close()
+        vn.stop()
