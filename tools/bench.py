@@ -1,28 +1,39 @@
 """The benchmark (`make bench`): each figure of issue 10 next to a baseline measured in the same run, and its goal.
 
-    .venv/bin/python tools/bench.py [--quick] [--out out/bench.json] [--only NAME,...]
+    .venv/bin/python tools/bench.py [--quick] [--out out/bench.json] [--only NAME,...] [--broker KIND] [--one-broker]
 
-Prints a table and writes JSON: {"quick": bool, "broker": kind, "figures": {name: {"value", "baseline", "unit",
-"goal", "goal_op", "status" ("pass" | "miss" | "info"), "how", "detail"}}}. A figure without a goal is "info".
+Prints a table and writes JSON: {"quick": bool, "broker": kind, "brokers": [kinds], "seconds", "errors",
+"figures": {name: {"value", "baseline", "unit", "goal", "goal_op", "status" ("pass" | "miss" | "info"), "how",
+"detail"}}}. A figure without a goal is "info"; one the measure could get no value for (None) is "miss" when it has
+a goal. Exit status 0 unless a measure raised (its error is printed and kept in "errors").
 `--quick` runs every figure with smaller counts and shorter runs (same methods, so the same keys); the idle CPU
 window is BENCH_IDLE_S seconds (default 60; 5 with --quick unless BENCH_IDLE_S is set).
 
 How each figure is measured (one function each below):
-* heap_* — the real node (boot.py + main.py) under `micropython -X heapsize=...` through tools/bench_heapwrap.py,
-  which collects garbage between ticks and logs gc.mem_alloc() ("live" heap). Baseline: a bare umqtt.simple client
-  (tools/bench_umqtt_base.py) that connects, publishes and echoes, measured the same way. "need" is the smallest
-  -X heapsize (bisected) under which the scenario boot → online → get state/config/counters/log passes with no
-  MemoryError and no reset. "src" loads modules from source (compiled in the heap); "mpy" from .mpy files, as a
-  device with .mpy files on its filesystem does (bytecode copied into RAM); "rom" from the ROMFS image that
-  tools/provision.py builds, mounted at /rom, as a device whose firmware has ROMFS: bytecode and constants stay in
-  flash. The image itself lies in the unix port's heap (nowhere else to put it): its bytes are added to each
-  trial's -X heapsize and subtracted from "live", so the "rom" figures count only what an ESP32 holds in RAM.
-  NOTE: the unix port is 64-bit, so objects (not bytecode) take about twice the bytes they take on the 32-bit
-  ESP32: these figures are an upper bound.
+* esp32_need_* / esp32_live_* / esp32_free112_* — issue 14's goals, on the esp32-shaped MicroPython that
+  tools/mpbuild.py builds (32-bit objects, float32, the GC heap in two equal areas): the operator scenario of
+  tools/opscenario.py (every get, a program push, a live config change, 50 sets, 300 hostile payloads, an OTA
+  transfer and abort, simulated days of control; every reply checked, no reset allowed). "need" is the smallest
+  -X heapsize at which it passes (bisected to 4 KB without the days, then confirmed with them); "live" the most
+  the node held at a quiet point (gc.mem_alloc() after gc.collect() between control ticks, tools/bench_heapwrap.py)
+  over the scenario at 112 KB, and "free112" that heap minus it. "frozen": the firmware frozen into the binary
+  (goals: passes at 64 KB, free >= 48 KB at 112 KB); "mpy": the .mpy files of a provision bundle (goal: passes at
+  112 KB). Baseline: the bare umqtt.simple client on the same binary. ROMFS cannot be measured on this binary: the
+  image can only live in the GC heap, and no area of a split heap holds it beside the node (see ESP32_GOALS).
+* heap_* — (info) the 64-bit unix port: the real node (boot.py + main.py) under `micropython -X heapsize=...`
+  through tools/bench_heapwrap.py. Baseline: a bare umqtt.simple client (tools/bench_umqtt_base.py) measured the
+  same way. "need" is the smallest -X heapsize (bisected) under which boot → online → get state/config/counters/log
+  passes with no MemoryError and no reset. "src" loads modules from source (compiled in the heap); "mpy" from .mpy
+  files (bytecode copied into RAM); "rom" from the ROMFS image that tools/provision.py builds, mounted at /rom
+  (bytecode and constants used in place; the image's bytes are added to each trial's heap and subtracted from
+  "live"). Objects take about twice their ESP32 size there.
+* @<broker> — on every other broker installed (mosquitto first, then the embedded amqtt), latency and the
+  esp32-shaped session at 112 KB run again: both brokers carry the node.
 * heap_growth_7d — live heap after 7 simulated days minus after the first (accelerated clock), node and baseline
   running side by side; "flat" = growth <= 1 KB.
-* code_size — sum of `mpy-cross -march=xtensawin` outputs of every device file, compiled as tools/provision.py does
-  (schema descriptions stripped); baseline umqtt.simple alone.
+* code_size — flash of the frozen code: `mpy-cross -march=xtensawin` of every module the board manifest freezes
+  (schema descriptions stripped), beside the app partition of boards/STREETLIGHT_ESP32/partitions-4MiB.csv (its
+  free space needs an ESP-IDF build: not measured); romfs_image — code.romfs beside the romfs partition.
 * latency — command → reply (`get state`), sequential, through the broker; baseline: a paho client echoing the same
   command topic to the reply topic through the same broker (same Operator code measures both).
 * idle_cpu — utime+stime from /proc of the node process at sim speed 1 over the window, in % of one core; baseline:

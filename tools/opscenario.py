@@ -597,7 +597,7 @@ def run(micropython=None, heap="112K", code="src", broker=None, days=7, work=Non
 
 
 def need(micropython=None, code="src", lo_k=32, hi_k=512, step_k=4, budget_s=900.0, broker=None, work=None,
-         log=None, confirm_days=7):
+         log=None, confirm_days=7, placements=None):
     """Smallest heap (KB, to step_k) at which the scenario passes: bisected with the days phase skipped, then
     confirmed by a full run (raised a step at a time while that fails). Returns a dict: need_k (None when even hi_k
     fails or the budget ran out), the trials, and the figures of the confirming run."""
@@ -606,7 +606,7 @@ def need(micropython=None, code="src", lo_k=32, hi_k=512, step_k=4, budget_s=900
     broker = broker or Broker("auto").start()
     own_work = work is None
     work = work or tempfile.mkdtemp(prefix="opscenario-need-")
-    places = CodePlacements(os.path.join(work, "code"))
+    places = placements or CodePlacements(os.path.join(work, "code"))
     deadline = time.monotonic() + budget_s
     trials = []
 
