@@ -4,8 +4,9 @@ A change is all or nothing. Everything it needs — the merged and validated con
 lamp, fault or meter objects the sections rebuild — is made before the first byte is written, so an invalid patch
 (Invalid) or a heap that cannot hold the new config (MemoryError) leaves the node as it was. The files are then
 written old-good first, each atomically (a failure while the new config streams to flash leaves only a temp file):
-a power cut between the two writes leaves config.json and config.good.json both on the old config. Both are written before `run` returns, so the reply comes after the change is on flash
-(the durability rule, docs/OPERATIONS.md).
+a power cut between the two writes leaves config.json and config.good.json both on the old config. Both are
+written before `run` returns, so the reply comes after the change is on flash (the durability rule,
+docs/OPERATIONS.md).
 """
 
 from firmware import config as configmod
