@@ -1,7 +1,7 @@
 """End to end, every documented alarm (docs/OPERATIONS.md, "Alarms"): the sim injects the fault into a real
 `micropython` node running main.py against a real broker, and a paho operator sees the alarm raised, then cleared,
 and the lamp's level and reason in every `state` published while it was active. Plus the two light-sensor cases of
-issue 15 as they were reported, and a `net_down` window that really cuts the node off.
+issue 15 as they were reported. (The sim's `net_down`, which is no alarm, is tested in test_e2e_failsafe.py.)
 
 World time runs at `speed` x real time (sim.json), so an alarm that needs five simulated minutes takes half a
 second. Nothing here waits on real time for its verdict: each wait is for a message, bounded by a generous timeout,
@@ -13,8 +13,6 @@ are asserted where time is fully an input: host_tests/test_faultsim.py.
 """
 
 import json
-import os
-import time
 
 import pytest
 from conftest import ROOT  # noqa: F401  (puts the repo and tools/ on sys.path)
@@ -117,13 +115,11 @@ def test_sensor_stuck_at_a_daylight_reading_no_longer_keeps_the_street_dark(brok
         # before (the upper bound leaves room for a loaded machine, see the module notes).
         day, minute = local_hm(ev["t"])
         assert day == 0 and 19 * 60 + 15 <= minute <= 20 * 60 + 30, (day, minute // 60, minute % 60)
-        # From then on the program rules the lamp and the reason says why: 100 % until 23:00, then 60 %.
+        # From then on the program rules the lamp and the reason says why: 100 % until 23:00 (then 60 %).
         st = op.wait_for(lambda: op.state.get("n1", {}).get("level") == 100 and op.state["n1"], 30)
         assert st["reason"] == FALLBACK and "light_sensor_fault" in st["faults"]
-        op.wait_for(lambda: op.state["n1"]["level"] == 60, 60)
         flagged = after_first(states_with(op, "light_sensor_fault"))
-        assert flagged and all(s["reason"] == FALLBACK for s in flagged), flagged
-        assert [s["level"] for s in flagged if s["level"] not in (100, 60)] == []
+        assert flagged and all(s["reason"] == FALLBACK and s["level"] in (100, 60) for s in flagged), flagged
         # Before the flag the sensor did rule: dark street, the very fault the alarm is there to end.
         before = [s for s in states(op) if "light_sensor_fault" not in s["faults"] and s["time_valid"]]
         assert before and all(s["level"] == 0 and s["reason"] == "photocell" for s in before)
@@ -247,11 +243,13 @@ def test_override_left_on_by_day_raises_day_burning_after_its_grace(broker, node
     try:
         start(node_factory, broker, {"speed": 600, "start_t2k": at(11)}, faults={"day_burning": {"override_s": grace}})
         op.wait_for(lambda: op.state.get("n1", {}).get("level") == 0, 20)
+        # The node's clock just before the override: the grace cannot have started earlier (a timestamp taken
+        # after the command could be late, by world minutes on a loaded machine).
+        t_before = op.command("n1", "get", what="state")["state"]["t"]
         r = op.command("n1", "set", level=100)
         assert r["ok"] and r["level"] == 100
-        t_set = op.wait_for(lambda: op.state["n1"]["reason"] == "override" and op.state["n1"]["t"], 10)
         ev = wait_alarm(op, "day_burning", True, 60)
-        delay = ev["t"] - t_set
+        delay = ev["t"] - t_before
         assert grace + DEF["day_burning"]["delay_s"] <= delay <= grace + DEF["day_burning"]["delay_s"] + 1800, delay
         assert ev["detail"]["level"] == 100
         op.wait_for(lambda: "day_burning" in op.state["n1"]["faults"], 10)  # the state follows the event
@@ -274,58 +272,5 @@ def test_supply_loss_on_a_power_on_boot(broker, node_factory):
         assert up["detail"] == {"cause": "power_on"} and down["seq"] == up["seq"] + 1
         st = op.wait_for(lambda: op.state.get("n1"), 10)
         assert st["faults"] == [] and st["level"] == 100  # momentary: never listed as active; the lamp is lit
-    finally:
-        op.close()
-
-
-# --- net_down cuts the node off for real ------------------------------------------------------------------------
-
-
-def test_net_down_cuts_the_node_off_and_it_comes_back(broker, node_factory, tmp_path):
-    """While the window lasts nothing the node sends reaches the broker (it goes offline by its Last Will), its
-    reconnects fail; the lamp keeps its program; an alarm raised meanwhile is delivered after the window."""
-    speed = 4
-    t0 = at(20)
-    win = (t0 + 40, t0 + 140)  # 10 s .. 35 s of real time after the world began: > 1.5 x keepalive (10 s)
-    sim = {"speed": speed, "start_t2k": t0, "net_down": [{"from": win[0], "to": win[1]}],
-           "faults": [{"kind": "meter_dead", "from": t0 + 50, "to": None}]}  # raised 60 s later: cut off
-    op = Operator(broker.host, broker.port)
-    arrivals = []  # (real ms, topic, payload), every message the operator received
-    inner = op.client.on_message
-
-    def stamp(client, userdata, msg):
-        arrivals.append((time.time() * 1000.0, msg.topic, msg.payload))
-        inner(client, userdata, msg)
-
-    op.client.on_message = stamp
-    try:
-        vn = start(node_factory, broker, sim)
-        op.wait_for(lambda: op.status.get("n1", {}).get("online"), 20)
-        with open(os.path.join(vn.dir, "sim_clock.json")) as f:
-            origin = json.load(f)["origin_ms"]
-
-        def real_ms(t2k):
-            return origin + (t2k - t0) * 1000.0 / speed
-
-        # The broker gives up on the silent node: its Last Will says offline, during the window.
-        op.wait_for(lambda: op.status["n1"].get("online") is False, 60)
-        assert time.time() * 1000.0 < real_ms(win[1])
-        cid = op.send("n1", "get", what="state")  # into the void: the node never hears it
-        # After the window: a new connection, a new birth, and the alarm raised while cut off.
-        op.wait_for(lambda: op.status["n1"].get("online") is True, 60)
-        ev = wait_alarm(op, "current_sensor_fault", True, 20)
-        assert win[0] < ev["t"] - timebase.T2K_UNIX_OFFSET < win[1]  # it happened inside the window
-        c = op.command("n1", "get", what="counters")
-        assert c["link"]["connects"] >= 2 and c["link"]["drops"] >= 1
-        assert c["link"]["failures"] >= 1  # reconnects were refused while the net was down, not just silent
-        st = op.wait_for(lambda: op.state.get("n1"), 10)
-        assert st["level"] == 100 and st["reason"] == "program:default"  # the lamp kept its program
-        assert cid not in op.replies
-        # Nothing from the node arrived between one second into the window and its end (the broker's own Last
-        # Will is not the node's).
-        quiet = [(t, topic, p) for t, topic, p in arrivals if real_ms(win[0]) + 1000 <= t <= real_ms(win[1])]
-        assert all(topic.endswith("/status") and json.loads(p)["online"] is False for _, topic, p in quiet), quiet
-        before = [a for a in arrivals if a[0] < real_ms(win[0])]
-        assert before, "the node published nothing before the window: the check above proves nothing"
     finally:
         op.close()

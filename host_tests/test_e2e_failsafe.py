@@ -16,6 +16,7 @@ from nodekit import node_config
 from operator_client import Operator
 
 from firmware import config as configmod
+from firmware import timebase
 
 
 def install_slot(node_dir, patch_file, old, new):
@@ -187,3 +188,63 @@ class _Store:
         return self.fs.read(name)
 
 
+# --- the sim's net_down cuts the node off for real (drivers/sim.py SimRadio) --------------------------------------
+
+
+def _first_alarm(op, name, active):
+    for node, e in op.events:
+        if e.get("kind") == "alarm" and e["name"] == name and e["active"] == active:
+            return e
+    return None
+
+
+def test_net_down_cuts_the_node_off_and_it_comes_back(broker, node_factory):
+    """While the window lasts nothing the node sends reaches the broker (it goes offline by its Last Will), its
+    reconnects fail; the lamp keeps its program; an alarm raised meanwhile is delivered after the window."""
+    speed = 4
+    t0 = timebase.t2k_from_local(timebase.days_from_civil(2026, 3, 20), 20 * 60, timebase.SITE_SCHEMA.check({}))
+    win = (t0 + 40, t0 + 140)  # 10 s .. 35 s of real time after the world began: > 1.5 x keepalive (10 s)
+    sim = {"speed": speed, "start_t2k": t0, "net_down": [{"from": win[0], "to": win[1]}],
+           "faults": [{"kind": "meter_dead", "from": t0 + 50, "to": None}]}  # raised 60 s later: cut off
+    op = Operator(broker.host, broker.port)
+    arrivals = []  # (real ms, topic, payload), every message the operator received
+    inner = op.client.on_message
+
+    def stamp(client, userdata, msg):
+        arrivals.append((time.time() * 1000.0, msg.topic, msg.payload))
+        inner(client, userdata, msg)
+
+    op.client.on_message = stamp
+    try:
+        vn = node_factory(broker, "n1", start=False, sim=sim,
+                          config=node_config(broker, "n1", system={"control_ms": 100}))
+        vn.start(cause="soft")
+        op.wait_for(lambda: op.status.get("n1", {}).get("online"), 20)
+        with open(os.path.join(vn.dir, "sim_clock.json")) as f:
+            origin = json.load(f)["origin_ms"]
+
+        def real_ms(t2k):
+            return origin + (t2k - t0) * 1000.0 / speed
+
+        # The broker gives up on the silent node: its Last Will says offline, during the window.
+        op.wait_for(lambda: op.status["n1"].get("online") is False, 60)
+        assert time.time() * 1000.0 < real_ms(win[1])
+        cid = op.send("n1", "get", what="state")  # into the void: the node never hears it
+        # After the window: a new connection, a new birth, and the alarm raised while cut off.
+        op.wait_for(lambda: op.status["n1"].get("online") is True, 60)
+        ev = op.wait_for(lambda: _first_alarm(op, "current_sensor_fault", True), 20)
+        assert win[0] < ev["t"] - timebase.T2K_UNIX_OFFSET < win[1]  # it happened inside the window
+        c = op.command("n1", "get", what="counters")
+        assert c["link"]["connects"] >= 2 and c["link"]["drops"] >= 1
+        assert c["link"]["failures"] >= 1  # reconnects were refused while the net was down, not just silent
+        st = op.wait_for(lambda: op.state.get("n1"), 10)
+        assert st["level"] == 100 and st["reason"] == "program:default"  # the lamp kept its program
+        assert cid not in op.replies
+        # Nothing from the node arrived between one second into the window and its end (the broker's own Last
+        # Will is not the node's).
+        quiet = [(t, topic, p) for t, topic, p in arrivals if real_ms(win[0]) + 1000 <= t <= real_ms(win[1])]
+        assert all(topic.endswith("/status") and json.loads(p)["online"] is False for _, topic, p in quiet), quiet
+        before = [a for a in arrivals if a[0] < real_ms(win[0])]
+        assert before, "the node published nothing before the window: the check above proves nothing"
+    finally:
+        op.close()
