@@ -222,3 +222,43 @@ def test_night_preview_uses_the_energy_reports_night():
     chart, fig = programs.preview(configmod.defaults(), doc, "2026-12-02")
     assert chart.startswith("<svg") and "sunset" in chart and "sunrise" in chart
     assert 0 < fig["wh"] < fig["full_wh"]  # dimmed to 30 % from 22:00: less than all night at full power
+
+
+class _PageApp:
+    """What a page function reads of the app: the live fleet and the store."""
+
+    def __init__(self, store):
+        self.store = store
+        self.fleet = Fleet()
+
+
+def test_energy_page_shows_metered_kwh_per_group_against_the_baseline(store):
+    from console import pages
+
+    app = _PageApp(store)
+    with app.fleet.cond:
+        for n, groups in (("a", ["jl-a", "city"]), ("b", ["city"])):
+            app.fleet.post(n).groups = groups
+    store.many([("INSERT INTO nodes (id, first_rx, last_rx) VALUES (?, ?, ?)", (n, 0, 0)) for n in "ab"])
+    store.many(store.w_energy("a", "2026-03", 6000.0, 12000.0, 0.0, 0) + store.w_energy("b", "2026-03", 3000.0,
+                                                                                         4000.0, 0.0, 0))
+    html = pages.energy_page(app, None, {})
+    row = html[html.index("<td>city</td>"):].split("</tr>")[0]
+    assert "<b>9.00</b>" in row and "/ 16.00" in row and "−44 %" in row  # 9 kWh metered vs 16 all night full
+    assert "<td>jl-a</td>" in html and "<svg" in html
+
+
+def test_map_draws_every_located_post_its_groups_and_a_scale():
+    from console import svg
+
+    posts = []
+    for i in range(40):
+        posts.append({"id": "p%02d" % i, "look": ("lit", "dimmed", "off", "fault", "offline")[i % 5], "level": 50,
+                      "reason": "program:default", "faults": [], "groups": ["street-%d" % (i % 2), "city"],
+                      "lat": -0.95 + 0.0003 * (i // 2), "lon": 100.35 + 0.002 * (i % 2), "online": True})
+    posts.append(dict(posts[0], id="nowhere", lat=None, lon=None))
+    out = svg.map_svg(posts)
+    assert out.count('<circle class="post ') == 40 and 'data-id="nowhere"' not in out
+    assert out.count('class="post fault"') == 8
+    assert ">street-0</text>" in out and ">street-1</text>" in out and ">city</text>" not in out  # fleet-wide: no band
+    assert '<g class="scale">' in out and (" m</text>" in out or " km</text>" in out)
