@@ -4,7 +4,8 @@ tools/bench_codepath.py reads inside the node, and the files it needs, built onc
 * "src"    — source files on MICROPYPATH, compiled into the heap at import (the unix-port default);
 * "mpy"    — a tree of .mpy files laid out as a `provision.py build` bundle gives them: bytecode read into RAM;
 * "rom"    — the bundle's ROMFS image mounted at /rom: bytecode and constants used in place (in flash on an ESP32;
-             in this heap here, so its size is added to the trial heap and subtracted from "live");
+             in this heap here, so its size is added to the trial heap and subtracted from "live"). Only sound with
+             a heap in one area: a split heap (the esp32-shaped binary) must hold the image in one of its areas;
 * "frozen" — the code frozen into the micropython binary itself (tools/mpbuild.py): nothing to build here, and
              the repo's sources are taken off sys.path inside the node so a module the image lacks fails loudly
              instead of being compiled from source behind the measurement's back.
