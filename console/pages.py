@@ -11,6 +11,7 @@ import urllib.parse
 from console import energy, svg
 from console.html import ago, csrf_field, esc, local, look_chip, page, utc
 from console.live import LOOKS
+from firmware import config as configmod
 
 PERIODS = (("1h", 3600), ("6h", 6 * 3600), ("24h", 86400), ("7d", 7 * 86400), ("30d", 30 * 86400))
 _RAW_UP_TO_S = 2 * 86400  # longer periods are drawn from the hourly aggregates
@@ -254,8 +255,6 @@ def post_page(app, session, node, q):
     p = app.fleet.get(node)
     if p is None:
         return None
-    from firmware import config as configmod
-
     cfg = p["config"]
     site = energy.lamp_and_site(cfg)[1]
     off = site["utc_offset_min"]
