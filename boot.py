@@ -55,10 +55,12 @@ def _choose():
         # previous image runs in this same boot — before any driver has touched the hardware. These names are the
         # contract between the factory's boot.py/main.py and every release (docs/OTA.md, "Rollback").
         try:
-            import drivers.filestore  # noqa: F401
-            import firmware.startup  # noqa: F401
-            import firmware.node  # noqa: F401
+            # One by one, leaf modules first, as main.py imports them (firmware/loadorder.py: nested imports would
+            # need more C stack than an ESP32 has, and a sound release would be rolled back for it).
+            from firmware.loadorder import MODULES
 
+            for name in MODULES:
+                __import__(name)
             if sys.platform == "esp32":
                 import drivers.esp32  # noqa: F401
             else:
@@ -79,6 +81,16 @@ try:
     _choose()
 except Exception as e:  # noqa: BLE001 — whatever fails here, the node must still boot (the factory image)
     print("boot.py ota:", repr(e))
+
+try:
+    # The firmware one module at a time, leaf modules first (firmware/loadorder.py): imported the nested way, the
+    # board module below would take more C stack than an ESP32 has. main.py finds them all loaded.
+    from firmware.loadorder import MODULES
+
+    for name in MODULES:
+        __import__(name)
+except Exception as e:  # noqa: BLE001 — main.py imports them again and reports what fails
+    print("boot.py imports:", repr(e))
 
 try:
     from drivers.filestore import FileStore

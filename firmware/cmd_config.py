@@ -41,7 +41,7 @@ def run(node, cmd, now):
 
 def change(node, patch, now):
     """Validate, store and apply `patch`; raises Invalid (or MemoryError) with nothing changed."""
-    new = configmod.validate(configmod.merge(node.cfg, patch))
+    new = configmod.change(node.cfg, patch)
     live = True
     for k in patch:
         if k not in LIVE_SECTIONS:

@@ -29,6 +29,8 @@ _REMEMBERED_IDS = const(24)
 _FUTURE_SLACK_S = const(120)
 _MAX_DEPTH = const(8)
 _MAX_ERROR = const(256)
+# What a command that did not fit in the heap is answered: nothing of it was applied (firmware/node.py on_message).
+OUT_OF_MEMORY = "out of memory: refused, nothing changed"
 
 
 def nesting_ok(payload, limit):
@@ -243,7 +245,14 @@ class Inbox:
                 cmd_id = doc["id"]
             if isinstance(doc.get("cmd"), str) and doc["cmd"] in COMMANDS:
                 name = doc["cmd"]
-            cmd = COMMAND.check(doc, "")  # nesting is already bounded: nesting_ok() read the bytes before parsing
+            try:
+                cmd = COMMAND.check(doc, "")  # nesting is already bounded: nesting_ok() read the bytes first
+            except MemoryError:
+                # Refused like any bad input, and answered here because the id is known now (the node's own
+                # out-of-memory handler could only answer id null): the sender sees why, not a timeout.
+                doc = None
+                self.rejected += 1
+                raise Rejected(error_reply(cmd_id, name, OUT_OF_MEMORY))
         except Invalid as e:
             self.rejected += 1
             raise Rejected(error_reply(cmd_id, name, str(e)))

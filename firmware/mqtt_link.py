@@ -89,7 +89,7 @@ def _connect_errors():
     # protocol (a packet that could not be allocated halfway through a read or a write) leaves the byte stream at an
     # unknown point: the same cure, a fresh connection. (The node refuses commands it cannot afford itself, before
     # anything escapes to here: firmware/node.py on_message.)
-    # umqtt is reached through umqtt_hardened, never directly: that module must install its socket stand-in before
+    # umqtt is reached through umqtt_hardened, never directly: its umqtt_shims must install the socket stand-in before
     # umqtt.simple is first imported (else TCP_NODELAY and the connect timeout are silently lost).
     try:
         from firmware.umqtt_hardened import MQTTException

@@ -12,7 +12,7 @@ import json
 from firmware import astro, bootguard, cold, configtrial
 from firmware import config as configmod
 from firmware.clo import clo_level
-from firmware.commands import Inbox, Rejected, error_reply
+from firmware.commands import OUT_OF_MEMORY, Inbox, Rejected, error_reply
 from firmware.compat import const, mem_free, print_exception, ticks_add, ticks_diff
 from firmware.control import Controller
 from firmware.faults import FaultMonitor
@@ -34,8 +34,6 @@ _IDENTIFY_HALF_MS = const(500)
 # (firmware/cold.py): the code of rare commands takes no RAM while the node just runs its lamp.
 _RUNNERS = {"set": "override", "clear": "override", "get": "get", "program": "config", "config": "config",
             "time": "device", "identify": "device", "reboot": "device", "calibrate": "calibrate"}
-# What a command that did not fit in the heap is answered: nothing of it was applied (see on_message).
-OUT_OF_MEMORY = "out of memory: refused, nothing changed"
 
 
 def _unix(t2k):
@@ -505,6 +503,8 @@ class Node:
             if self.inbox.verifier is not None and self.inbox.verifier.pending_floor is not None:
                 self._save_replay_floor(cmd, now)
         except Rejected as r:
+            if r.reply["error"] == OUT_OF_MEMORY:
+                self.memory_refusals += 1
             self._reply(r.reply)
             return
         msg = None  # the payload is not needed any more: room for what the command builds

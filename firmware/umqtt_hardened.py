@@ -19,63 +19,19 @@ And one method umqtt does not have: `publish_json` writes a JSON document into t
 ESP32 heap has 60 KB free in runs of at most ~3 KB (measured on the esp32-shaped build): a `get config` reply
 serialised into one string would not find room, written in pieces it needs none.
 
-Two modules umqtt imports are supplied by us through sys.modules before it is imported:
-- `usocket`: sockets get a timeout before `connect()` (so a dead broker cannot hang the node) and TCP_NODELAY
-  (umqtt writes a packet in several small writes; with Nagle and delayed ACK each reply waited ~44 ms).
-- `ussl`: 1.3.4 does `import ussl`, which no longer exists; ours wraps with an `ssl.SSLContext` built by the caller
-  (see firmware/tls.py), so certificate and host name checks are the context's.
+Two modules umqtt imports (`usocket`, `ussl`) are supplied by firmware/umqtt_shims.py, imported first.
 """
 
 import io
 import json
-import sys
 
 from firmware.compat import const, head
+from firmware.umqtt_shims import SocketModule  # puts usocket and ussl in place: before umqtt.simple, always
+from umqtt.simple import MQTTClient, MQTTException  # noqa: F401  (MQTTException: for the link's error list)
 
-_IPPROTO_TCP = const(6)  # the unix port's socket module lacks the names; the numbers are POSIX/lwIP's
-_TCP_NODELAY = const(1)
 MAX_PACKET_ID = const(65535)
 _DRAIN_CHUNK = const(256)
 _OUT_CHUNK = const(512)
-
-
-class _SocketModule:
-    """Stands in for the `usocket` module inside umqtt.simple (a class, because MicroPython cannot make modules)."""
-
-    timeout_s = 5
-
-    @staticmethod
-    def socket(*args):
-        import socket as real
-
-        s = real.socket(*args)
-        s.settimeout(_SocketModule.timeout_s)
-        try:
-            s.setsockopt(_IPPROTO_TCP, _TCP_NODELAY, 1)
-        except (OSError, AttributeError):  # some lwIP builds refuse it; latency suffers, function does not
-            pass
-        return s
-
-    @staticmethod
-    def getaddrinfo(host, port, *args):
-        import socket as real
-
-        return real.getaddrinfo(host, port, *args)
-
-
-class _SslModule:
-    """Stands in for the `ussl` module umqtt 1.3.4 imports: wraps with the SSLContext given in ssl_params."""
-
-    @staticmethod
-    def wrap_socket(sock, context=None, server_hostname=None):
-        if context is None:
-            raise OSError("TLS requested without an SSLContext")
-        return context.wrap_socket(sock, server_hostname=server_hostname)
-
-
-sys.modules["usocket"] = _SocketModule
-sys.modules["ussl"] = _SslModule
-from umqtt.simple import MQTTClient, MQTTException  # noqa: E402,F401  (must come after the stand-ins above)
 
 # Packet types the receive path distinguishes (upper nibble of the fixed header).
 PUBLISH = const(0x30)
@@ -166,7 +122,7 @@ class HardenedClient(MQTTClient):
         pass
 
     def connect(self, clean_session=True):
-        _SocketModule.timeout_s = self.io_timeout_s
+        SocketModule.timeout_s = self.io_timeout_s
         try:
             present = MQTTClient.connect(self, clean_session)
         except AssertionError:  # umqtt checks the CONNACK with assert

@@ -25,9 +25,9 @@ from firmware.umqtt_hardened import (  # noqa: E402  (needs the aliases above)
     HardenedClient,
     MQTTException,
     ProtocolError,
-    _SocketModule,
-    _SslModule,
 )
+from firmware.umqtt_shims import SocketModule as _SocketModule  # noqa: E402
+from firmware.umqtt_shims import SslModule as _SslModule  # noqa: E402
 from mini import raises  # noqa: E402
 
 
