@@ -62,7 +62,8 @@ def test_change_equals_validate_of_merge():
         got = _outcome(lambda: config.change(base, patch))
         assert got == want, (patch, got, want)
         seen[want[0]] += 1
-    assert seen["ok"] >= 25 and seen["invalid"] >= 100, seen  # both kinds were really exercised (dict order differs by runtime)
+    # Both kinds were really exercised (the counts differ by runtime: dict order decides which paths come up).
+    assert seen["ok"] >= 25 and seen["invalid"] >= 100, seen
 
 
 def test_change_refuses_what_validate_refuses_at_the_top():
