@@ -9,7 +9,9 @@ happen; each open page holds one such stream on its own thread.
 import json
 import os
 import re
+import sys
 import time
+import traceback
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -152,8 +154,17 @@ class Handler(BaseHTTPRequestHandler):
             return self._refuse(404, "no such page")
         except (BrokenPipeError, ConnectionResetError):
             return None
+        except Exception as e:  # the page's own fault (a database error...): say so, keep serving the others
+            return self._internal_error(e)
 
     do_HEAD = do_GET
+
+    def _internal_error(self, e):
+        sys.stderr.write("console: %s %s failed:\n%s" % (self.command, self.path, traceback.format_exc()))
+        try:
+            self._refuse(500, "internal error (%s); the console's log has the details" % type(e).__name__)
+        except OSError:
+            pass
 
     def do_POST(self):
         path = urllib.parse.urlsplit(self.path).path
@@ -188,6 +199,8 @@ class Handler(BaseHTTPRequestHandler):
             return self._refuse(e.status, e.reason)
         except (BrokenPipeError, ConnectionResetError):
             return None
+        except Exception as e:  # as in do_GET
+            return self._internal_error(e)
 
     # --- routes ---
 
@@ -233,6 +246,8 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("Connection", "close")
         self.end_headers()
         self.close_connection = True
+        if self.command == "HEAD":
+            return
         if seq <= 0 or seq > app.fleet.seq:
             seq = app.fleet.seq
         self.wfile.write(b"event: hello\ndata: %d\n\n" % seq)
