@@ -14,6 +14,8 @@ import time
 
 ROLES = ("operator", "viewer")
 SESSION_IDLE_S = 12 * 3600  # a console left open over a shift stays logged in; one left overnight does not
+MAX_FAILURES = 5  # wrong passwords for one user name in a row ...
+LOCKOUT_S = 60  # ... then that name is refused this long: guessing costs a minute per five tries
 _N, _R, _P = 2 ** 14, 8, 1  # scrypt cost: ~50 ms per login on this machine, 16 MB of memory
 
 
@@ -49,6 +51,7 @@ def check_new_user(name, password, role):
 class Auth:
     def __init__(self, store):
         self.store = store
+        self.failures = {}  # user name → (wrong passwords in a row, time of the last one); in memory on purpose
 
     def add_user(self, name, password, role):
         problem = check_new_user(name, password, role)
@@ -56,16 +59,35 @@ class Auth:
             raise ValueError(problem)
         self.store.add_user(name, hash_password(password), role)
 
+    def locked(self, name, now=None):
+        """Seconds until this user name may try again (0: now)."""
+        n, last = self.failures.get(name, (0, 0.0))
+        if n < MAX_FAILURES:
+            return 0
+        return max(0, int(last + LOCKOUT_S - (time.time() if now is None else now)) + 1)
+
     def login(self, name, password, now=None):
-        """(session token, csrf token) for good credentials, else None."""
+        """(session token, csrf token) for good credentials, else None (also while the name is locked out)."""
+        now = time.time() if now is None else now
+        if self.locked(name, now):
+            return None
         user = self.store.user(name)
         if user is None:
             hash_password(password)  # the same work as a real check: no timing hint about which names exist
+            ok = False
+        else:
+            ok = check_password(password, user["pw_hash"])
+        if not ok:
+            n, last = self.failures.get(name, (0, 0.0))
+            if n >= MAX_FAILURES:
+                n = 0  # the lockout has passed: a fresh count
+            if len(self.failures) > 10000:
+                self.failures.clear()  # names made up by a guesser must not fill the memory
+            self.failures[name] = (n + 1, now)
             return None
-        if not check_password(password, user["pw_hash"]):
-            return None
+        self.failures.pop(name, None)
         token, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(24)
-        self.store.add_session(token, name, csrf, time.time() if now is None else now)
+        self.store.add_session(token, name, csrf, now)
         return token, csrf
 
     def session(self, token, now=None):

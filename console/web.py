@@ -205,14 +205,20 @@ class Handler(BaseHTTPRequestHandler):
     # --- routes ---
 
     def _login(self, form):
-        got = self.app.auth.login(form.get("user", ""), form.get("password", ""))
+        name = form.get("user", "")
+        got = self.app.auth.login(name, form.get("password", ""))
         if got is None:
-            return self._send(401, pages.login_page("wrong user or password", form.get("next", "/map")))
+            wait = self.app.auth.locked(name)
+            why = "too many wrong passwords: try again in %d s" % wait if wait else "wrong user or password"
+            return self._send(429 if wait else 401, pages.login_page(why, form.get("next", "/map")))
         token, _ = got
         nxt = form.get("next") or "/map"
         if not nxt.startswith("/") or nxt.startswith("//"):
             nxt = "/map"  # only local redirects: a login link must not send the user elsewhere
-        return self._redirect(nxt, (("Set-Cookie", "session=%s; Path=/; HttpOnly; SameSite=Strict" % token),))
+        # Behind a TLS-terminating proxy the cookie is marked Secure (never sent over plain HTTP).
+        secure = "; Secure" if self.headers.get("X-Forwarded-Proto") == "https" else ""
+        return self._redirect(nxt, (("Set-Cookie", "session=%s; Path=/; HttpOnly; SameSite=Strict%s" % (
+            token, secure)),))
 
     def _command(self, session, form):
         try:

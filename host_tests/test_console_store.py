@@ -176,6 +176,19 @@ def test_passwords_are_hashed_and_sessions_expire(store):
             a.add_user(name, pw, role)
 
 
+def test_wrong_passwords_lock_the_name_out_for_a_while(store):
+    a = auth.Auth(store)
+    a.add_user("ana", "correct horse", "operator")
+    for i in range(auth.MAX_FAILURES):
+        assert a.login("ana", "guess %d" % i, now=1000.0 + i) is None
+    assert a.locked("ana", now=1010.0) > 0
+    assert a.login("ana", "correct horse", now=1010.0) is None  # even the right password, while locked
+    assert a.locked("bob", now=1010.0) == 0  # other names are not affected
+    assert a.locked("ana", now=1004.0 + auth.LOCKOUT_S + 1) == 0
+    assert a.login("ana", "correct horse", now=1004.0 + auth.LOCKOUT_S + 1) is not None
+    assert "ana" not in a.failures  # a good login starts the count afresh
+
+
 def test_look_of_a_post():
     assert look_of({"online": False}, {"level": 100, "faults": []}) == "offline"
     assert look_of({"online": True}, {"level": 100, "faults": ["lamp_failure"]}) == "fault"
