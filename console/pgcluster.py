@@ -30,6 +30,13 @@ def server_bin():
     return os.path.dirname(initdb) if initdb else None
 
 
+def start_or_skip(skip):
+    """A started cluster, or skip(reason naming the Debian package) when PostgreSQL's server is not installed."""
+    if server_bin() is None:
+        skip("PostgreSQL server not found: install the Debian package %s" % DEBIAN_PACKAGE)
+    return PgCluster().start()
+
+
 class PgCluster:
     def __init__(self, user="console"):
         self.bin = server_bin()

@@ -19,9 +19,7 @@ PREFIX = "city/lights"
 
 @pytest.fixture(scope="module")
 def pg():
-    if pgcluster.server_bin() is None:
-        pytest.skip("PostgreSQL server not found: install the Debian package %s" % pgcluster.DEBIAN_PACKAGE)
-    cluster = pgcluster.PgCluster().start()
+    cluster = pgcluster.start_or_skip(pytest.skip)
     yield cluster
     cluster.stop()
 

@@ -78,9 +78,7 @@ def city():
 
 @pytest.fixture(scope="session")
 def pg():
-    if pgcluster.server_bin() is None:
-        pytest.skip("PostgreSQL server not found: install the Debian package %s" % pgcluster.DEBIAN_PACKAGE)
-    cluster = pgcluster.PgCluster().start()
+    cluster = pgcluster.start_or_skip(pytest.skip)
     yield cluster
     cluster.stop()
 
