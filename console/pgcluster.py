@@ -34,6 +34,10 @@ def start_or_skip(skip):
     """A started cluster, or skip(reason naming the Debian package) when PostgreSQL's server is not installed."""
     if server_bin() is None:
         skip("PostgreSQL server not found: install the Debian package %s" % DEBIAN_PACKAGE)
+    try:
+        import psycopg  # noqa: F401
+    except ImportError:
+        skip("psycopg not installed: pip install -r requirements-dev.txt")
     return PgCluster().start()
 
 
