@@ -10,6 +10,7 @@ still seen), telemetry raw and as hourly sums, and metered energy per month. Rep
 Each post's config (for its site, lamp watts and the post page) is asked for with `get config` at its birth.
 """
 
+import collections
 import json
 import threading
 import time
@@ -30,8 +31,8 @@ class Ingest:
         self.counters = {}  # node → (energy counter wh, node t) of its last telemetry
         self.retention = retention or {"raw_days": 7, "hourly_days": 400, "log_days": 90}
         self.stats = {"messages": 0, "rows": 0, "batches": 0, "bad": 0}
-        self._config_wanted = []
-        self._config_asked = set()
+        self._config_wanted = collections.deque()  # posts to ask for their config, in order ...
+        self._config_queued = set()  # ... and the same as a set, so a post waits in the queue once
         self._stop = threading.Event()
         self._last_prune = 0.0
         for node, row in (known or {}).items():
@@ -123,7 +124,7 @@ class Ingest:
             return False
         if doc.get("online"):
             rows.append(self.store.w_node_seen(node, rx, p.groups, p.fw))
-            self._want_config(node)
+            self._want_config(node)  # at every birth: a post that restarted may run another config
         else:
             rows.append(self.store.w_node_seen(node, rx))
         rows.append(self.store.w_status(node, rx, doc))
@@ -168,7 +169,7 @@ class Ingest:
             with self.fleet.cond:
                 self.fleet.changed("!alarms")
         elif doc.get("kind") in ("config_rollback", "ota_confirmed", "ota_rollback"):
-            self._want_config(node, again=True)
+            self._want_config(node)
         with self.fleet.cond:
             self.fleet.post(node).heard = rx
         return False
@@ -197,23 +198,24 @@ class Ingest:
 
     # --- configs ---
 
-    def _want_config(self, node, again=False):
-        if again:
-            self._config_asked.discard(node)
-        if node not in self._config_asked:
-            self._config_asked.add(node)
-            self._config_wanted.append(node)
+    def _want_config(self, node):
+        with self.fleet.cond:  # the ingest and the web threads (after a push) both add
+            if node not in self._config_queued:
+                self._config_queued.add(node)
+                self._config_wanted.append(node)
 
     def refresh_config(self, nodes):
         """Ask these posts for their config again (after a program or config push)."""
         for n in nodes:
-            self._want_config(n, again=True)
+            self._want_config(n)
 
     def _ask_configs(self):
         while not self._stop.wait(1.0 / _CONFIG_ASKS_PER_S):
-            if not self._config_wanted:
-                continue
-            node = self._config_wanted.pop(0)
+            with self.fleet.cond:
+                if not self._config_wanted:
+                    continue
+                node = self._config_wanted.popleft()
+                self._config_queued.discard(node)
             try:
                 self.commander.send("console", ("node", [node]), "get", {"what": "config"}, internal=True,
                                     on_done=self._got_config)
@@ -223,8 +225,7 @@ class Ingest:
     def _got_config(self, t):
         for node, r in t.results.items():
             if r["result"] != "ok" or not isinstance((r.get("reply") or {}).get("config"), dict):
-                self._config_asked.discard(node)  # try again at its next birth
-                continue
+                continue  # asked again at its next birth
             cfg = r["reply"]["config"]
             site = cfg.get("site") or {}
             lat, lon = site.get("lat"), site.get("lon")
