@@ -159,6 +159,16 @@ def _post(app, path, form, cookie=None, fetch=True):
         return e.code, e.read().decode()
 
 
+def _accept_alert(driver):
+    from selenium.common.exceptions import NoAlertPresentException
+
+    try:
+        driver.switch_to.alert.accept()
+        return True
+    except NoAlertPresentException:
+        return False
+
+
 def _circle_class(web, node):
     els = _css(web, 'circle.post[data-id="%s"]' % node)
     return els[0].get_attribute("class") if els else None
@@ -318,7 +328,7 @@ def test_program_push_reports_every_node(site, web, city):
     _wait(lambda: _css(web, "#night-chart"), "the night preview")
     assert "Valid for every member" in d.find_element(By.ID, "program-ok").text
     d.find_element(By.CSS_SELECTOR, 'button[value="push"]').click()
-    d.switch_to.alert.accept()
+    _wait(lambda: _accept_alert(d), "the push's confirmation dialog")
     panel = _wait(lambda: [p for p in _css(web, "#push-progress") if p.get_attribute("data-done") == "1"],
                   "the push to finish")[0]
     results = {r.get_attribute("data-node"): r.text for r in panel.find_elements(By.CSS_SELECTOR, "tr[data-node]")}
