@@ -33,6 +33,7 @@ with SIM_RESET_CAUSE=wdt. `system.reset()` exits with code 78 (soft reset).
 import json
 import math
 import os
+import select
 import sys
 import time
 
@@ -594,6 +595,7 @@ except ImportError:  # a port without io.IOBase: plain objects (the e2e tests ru
     _StreamBase = object
 
 _GET_FILENO = 10  # MicroPython's MP_STREAM_GET_FILENO ioctl: select.poll asks it once, at register()
+_POLL = 3  # MP_STREAM_POLL: a stream wrapped around ours (ssl) asks it for readiness
 
 
 class SimSocket(_StreamBase):
@@ -681,6 +683,15 @@ class SimSocket(_StreamBase):
     def ioctl(self, req, arg):
         if req == _GET_FILENO:
             return self._s.fileno()  # poll waits on the host socket itself: no busy loop
+        if req == _POLL:
+            # Asked by a stream wrapped around this one (TLS: its poll asks the socket under it). The host socket
+            # answers, unless the radio cut the connection: then nothing ever arrives.
+            if self._stream and self._dead:
+                return 0
+            p = select.poll()
+            p.register(self._s, arg)
+            events = p.poll(0)
+            return events[0][1] & arg if events else 0
         return 0
 
     def fileno(self):

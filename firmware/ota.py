@@ -302,8 +302,8 @@ class _Transfer:
 class OtaAgent:
     """The node's side of an update. `store_root`: the data directory ("." on the node); `cfg_ota`: the validated
     "ota" config section; `update_key`: key text (or bytes) or None; `hmac_fn(key, msg)` → 32-byte digest (msg:
-    bytes, or an iterable of bytes pieces; firmware.signing.hmac_sha256); `log(text)` or None. After `commit()` (or a rollback decided here),
-    `reset_wanted` is True: the node then resets as it does for a requested reboot."""
+    bytes, or an iterable of bytes pieces; firmware.signing.hmac_sha256); `log(text)` or None. After `commit()`
+    (or a rollback decided here), `reset_wanted` is True: the node then resets as it does for a requested reboot."""
 
     def __init__(self, store_root, cfg_ota, update_key, hmac_fn, log=None):
         self.root = store_root if store_root not in ("", ".") else ""

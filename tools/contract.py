@@ -313,7 +313,7 @@ EVENT_COUNTERS = _out({
 FLASH_COUNTERS = _out({"state_writes_today": Int(0, U31), "store_writes": Int(0, U31)})
 MEMORY_COUNTERS = _out({
     "heap_free": Int(-1, U31, doc="free GC heap now, after a collection, bytes (-1: the runtime cannot tell)"),
-    "heap_low": Int(-1, U31, doc="lowest free heap seen since boot after a command (collected): the live high-water mark"),
+    "heap_low": Int(-1, U31, doc="lowest free heap after a command since boot (collected): the live high-water mark"),
     "refused": Int(0, U31, doc="commands refused because the heap could not hold them (nothing of them applied)"),
     "loop_errors": Int(0, U31, doc="loop iterations cut short by a MemoryError (the next step drives the lamp)"),
 })
