@@ -38,16 +38,16 @@ def report(r):
 
 
 @pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "measured 01:30 UTC: frozen needs 156 KB (program push refused for memory at 112 KB, a 5 KB-id payload breaks "
-    "the link at 120 KB); the lead's memory cuts land next"))
+    "measured 02:05 UTC (make bench): frozen needs 96 KB; below it the program push or ota_begin is refused for "
+    "memory, or a hostile 5 KB id breaks the link"))
 def test_frozen_image_passes_the_operator_session_at_64k(esp32_micropython, shared):
     r = scenario(esp32_micropython, shared, "64K", "frozen")
     assert r["pass"], report(r)
 
 
 @pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "measured 01:30 UTC: at 112 KB the frozen node refuses the program push for memory; quiet-point live peaks at "
-    "69 KB where it passes"))
+    "measured 02:05 UTC (make bench): at 112 KB the frozen node passes the session with 45.8 KB free at its lowest "
+    "(36.8 KB through amqtt): live peaks at 66-77 KB"))
 def test_frozen_image_keeps_48k_free_at_112k(esp32_micropython, shared):
     r = scenario(esp32_micropython, shared, "112K", "frozen")
     assert r["pass"], report(r)
@@ -55,8 +55,8 @@ def test_frozen_image_keeps_48k_free_at_112k(esp32_micropython, shared):
 
 
 @pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "measured 01:35 UTC: the .mpy bundle does not boot at 112 KB (MemoryError importing firmware/node.py); the "
-    "lead's memory cuts land next"))
+    "measured 02:05 UTC (make bench): the .mpy bundle does not boot at 112 KB (MemoryError importing "
+    "firmware/node.py); it needs 188 KB"))
 def test_mpy_bundle_passes_the_operator_session_at_112k(esp32_micropython, shared):
     binary = stock_binary() or esp32_micropython
     r = scenario(binary, shared, "112K", "mpy")
