@@ -46,12 +46,14 @@ def test_frozen_image_passes_the_operator_session_at_64k(esp32_micropython, shar
 
 
 @pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "measured 02:05 UTC (make bench): at 112 KB the frozen node passes the session with 45.8 KB free at its lowest "
-    "(36.8 KB through amqtt): live peaks at 66-77 KB"))
+    "measured 02:15 UTC: at 112 KB the frozen node passes the session; lowest free 47.8 KB between ticks, "
+    "33.4-33.9 KB right after a command (the node's memory.heap_low)"))
 def test_frozen_image_keeps_48k_free_at_112k(esp32_micropython, shared):
     r = scenario(esp32_micropython, shared, "112K", "frozen")
     assert r["pass"], report(r)
-    assert r["min_free"] >= 48 * KB, "lowest free heap %d B < 48 KB\n%s" % (r["min_free"], report(r))
+    # Both low-water marks: between control ticks (the heap sampler) and the node's own, right after each command.
+    lowest = min(r["min_free"], r.get("min_free_node", r["min_free"]))
+    assert lowest >= 48 * KB, "lowest free heap %d B < 48 KB\n%s" % (lowest, report(r))
 
 
 @pytest.mark.xfail(strict=True, raises=AssertionError, reason=(

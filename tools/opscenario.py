@@ -30,8 +30,10 @@ need found is then confirmed by one full run (days included); if that fails, the
 
 Heap figures come from tools/bench_heapwrap.py's samples (gc.collect() between control ticks): `max_live` is the
 most the node held at a quiet point, `min_free` = the heap minus that (the low-water mark between ticks; the peak
-inside one command is not observable from outside — the bisection is what catches it). Telemetry's own `heap_free`
-(gc.mem_free() without a collect) is reported as `tele_heap_free_min`.
+inside one command is not observable from outside — the bisection is what catches it). `min_free_node` is the
+node's own low-water mark where the firmware reports one (`get counters` -> memory.heap_low: free heap right after
+each command, collected), read at the end of a passing run. Telemetry's own `heap_free` (gc.mem_free() without a
+collect) is reported as `tele_heap_free_min`.
 
 Runs on any micropython binary: the pip package's (64-bit), or the esp32-shaped one tools/mpbuild.py builds.
 """
@@ -470,6 +472,8 @@ class Scenario:
             marks["end"] = self._node_now_ms()
             time.sleep(0.5)  # a reset right after the last reply still counts
             self._judge(result)
+            if result["pass"]:
+                self._node_memory(result)
         finally:
             self.close()
         self._heap_figures(result, marks)
@@ -516,6 +520,18 @@ class Scenario:
         elif resets:
             result["why"] += " [" + "; ".join(resets) + "]"
         result["pass"] = result["failed_step"] is None
+
+    def _node_memory(self, result):
+        """The node's own memory counters, where the firmware reports them (`get counters` -> memory: heap_low is
+        the lowest free heap it saw right after a command, collected — lower than a between-ticks sample can be)."""
+        try:
+            mem = self.cmd("get", what="counters").get("memory")
+        except StepFailed:
+            return
+        if isinstance(mem, dict):
+            result["node_memory"] = mem
+            if isinstance(mem.get("heap_low"), int) and mem["heap_low"] >= 0:
+                result["min_free_node"] = mem["heap_low"]
 
     def _node_now_ms(self):
         """The wrapper's sample count so far: splits the heap samples into phases."""
@@ -661,7 +677,8 @@ def summary(r):
         "PASS" if r["pass"] else "FAIL", r["heap"], r["code"], r["days"], r.get("broker"), r.get("seconds", 0))]
     if not r["pass"]:
         lines.append("failed at step %s: %s" % (r["failed_step"], r["why"]))
-    for k in ("max_live", "min_free", "live_idle", "max_live_commands", "max_live_days", "days_extra_live"):
+    for k in ("max_live", "min_free", "min_free_node", "live_idle", "max_live_commands", "max_live_days",
+              "days_extra_live"):
         if k in r:
             lines.append("  %-18s %8d B" % (k, r[k]))
     if r.get("memory_errors"):
