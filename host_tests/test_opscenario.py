@@ -46,7 +46,7 @@ def test_frozen_image_passes_the_operator_session_at_64k(esp32_micropython, shar
 
 
 @pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "measured 02:15 UTC: at 112 KB the frozen node passes the session; lowest free 47.8 KB between ticks, "
+    "measured 02:05 UTC: at 112 KB the frozen node passes the session; lowest free 47.8 KB between ticks, "
     "33.4-33.9 KB right after a command (the node's memory.heap_low)"))
 def test_frozen_image_keeps_48k_free_at_112k(esp32_micropython, shared):
     r = scenario(esp32_micropython, shared, "112K", "frozen")
