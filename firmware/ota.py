@@ -655,6 +655,10 @@ class OtaAgent:
 
     def pending_report(self):
         """The outcome of the last update as an event dict, once (None when there is nothing new to tell)."""
+        if self.reset_wanted:
+            # A rollback or switch decided in this run: the version that runs after the reset reports it (this one
+            # would name itself as running, and its event could die in the queue with the reset).
+            return None
         r = self.doc.get("result")
         if not isinstance(r, dict) or r.get("reported") is not False:
             return None

@@ -1,6 +1,8 @@
-# runtimes: cpython micropython
 """config.change(cfg, patch) must be validate(merge(cfg, patch)) exactly — the same config, or the same error —
-while checking only the sections the patch names (the node uses it for every live change: less heap)."""
+while checking only the sections the patch names (the node uses it for every live change: less heap).
+
+CPython only: compiling the whole config schema from source needs more than the 256 KB heap the dual-runtime
+runner gives MicroPython. The node runs config.change in every e2e config test (test_e2e_node.py)."""
 
 from firmware import config
 
