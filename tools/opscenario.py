@@ -367,11 +367,14 @@ class Scenario:
         return best
 
     def _check_program(self, t0, t_end):
-        """Every state in [t0, t_end] matches the host's schedule; every segment longer than two control steps
-        shows up; telemetry kept coming."""
+        """Every state in [t0, t_end] matches the host's schedule at the state's own time (the node publishes a
+        state with the clock of the step that decided it); every program segment longer than 1.5 control steps
+        shows up (a step falls inside it); telemetry kept coming."""
         cfg = self.config
         sched = Schedule(cfg["programs"], cfg["calendar"], cfg["site"])
-        win = int(self.speed * CONTROL_MS / 1000.0 * 2) + 120  # sim seconds a decision may lag its publish
+        slack = 60  # sim seconds: the state's t is whole seconds
+        step = self.speed * CONTROL_MS / 1000.0  # sim seconds between two control steps
+        long_seg = int(1.5 * step) + 120
         states, teles = [], []
         state_topic = "%s/%s/state" % (PREFIX, self.nid)
         tele_topic = "%s/%s/tele" % (PREFIX, self.nid)
@@ -387,7 +390,7 @@ class Scenario:
         bad = []
         for s in states:
             t = s["t"] - UNIX_T2K
-            ok = any(sched.level_at(x) == (s["level"], s["reason"]) for x in range(t - win, t + 1, 30))
+            ok = any(sched.level_at(x) == (s["level"], s["reason"]) for x in (t - slack, t, t + 1))
             if not ok:
                 bad.append("t2k %d: %s %r, program says %r" % (t, s["level"], s["reason"], sched.level_at(t)))
         if bad:
@@ -404,7 +407,7 @@ class Scenario:
         missed = []
         for i, (a, cur) in enumerate(segs):
             b = segs[i + 1][0] if i + 1 < len(segs) else t_end
-            if b - a <= 2 * win or a == segs[0][0]:
+            if b - a <= long_seg or a == segs[0][0]:
                 continue
             seen = any(a <= s["t"] - UNIX_T2K < b and (s["level"], s["reason"]) == cur for s in states)
             if not seen:
