@@ -106,3 +106,51 @@ def test_hostile_corpus_is_deterministic_and_all_invalid():
         elif kind == "bigid":
             assert len(json.loads(payload)["id"]) >= 5 * KB
 
+
+
+class _Recorded:
+    """What the scenario's operator saw, for the judge's unit test: raw (topic, payload, retained) messages."""
+
+    def __init__(self, raw):
+        import threading
+
+        self.raw = raw
+        self.cond = threading.Condition()
+
+
+def _states_following(sched, t0, t1, every, bias=0):
+    """The state messages a node following `sched` would publish (one per change, checked every `every` s)."""
+    out, last = [], None
+    for t in range(t0, t1, every):
+        level, reason = sched.level_at(t)
+        if (level, reason) != last:
+            last = (level, reason)
+            out.append(("city/lights/n1/state", json.dumps({"t": t + opscenario.UNIX_T2K, "level": level + bias,
+                                                             "reason": reason}).encode(), True))
+    return out
+
+
+def test_program_check_passes_a_follower_and_catches_a_lamp_off_its_program():
+    """Unit test of the days-phase judge (recorded messages, no node): the states of a node that follows the
+    program pass; the same states one level off fail, and so do states that skip a long segment."""
+    from firmware import config as configmod
+    from firmware.program import Schedule
+
+    cfg = configmod.defaults()
+    cfg["programs"], cfg["calendar"] = opscenario.program_push()
+    s = opscenario.Scenario(None, "1M", "src", broker=object(), days=2, work="/nonexistent")
+    s.nid, s.config = "n1", cfg
+    sched = Schedule(cfg["programs"], cfg["calendar"], cfg["site"])
+    t0 = opscenario.START_T2K
+    t1 = t0 + 2 * 86400
+    step = int(s.speed * opscenario.CONTROL_MS / 1000.0)
+    tele = [("city/lights/n1/tele", json.dumps({"t": t + opscenario.UNIX_T2K, "level": 0.0,
+                                                 "heap_free": 1}).encode(), False) for t in range(t0, t1, 600)]
+    s.op = _Recorded(_states_following(sched, t0, t1, step) + tele)
+    assert s._check_program(t0, t1)["states"] > 10
+    s.op = _Recorded(_states_following(sched, t0, t1, step, bias=1) + tele)
+    with pytest.raises(opscenario.StepFailed, match="off its program"):
+        s._check_program(t0, t1)
+    s.op = _Recorded(_states_following(sched, t0, t1, step)[:3] + tele)  # the node stopped deciding
+    with pytest.raises(opscenario.StepFailed, match="never followed"):
+        s._check_program(t0, t1)
