@@ -104,7 +104,7 @@ class Node:
         self.trial = False  # set by startup when this config is on trial after a remote change
         self.memory_refusals = 0  # commands refused because the heap could not hold them
         self.memory_errors = 0  # loop iterations cut short by a MemoryError
-        self.heap_low = mem_free()  # lowest free heap after a command, collected: for `get counters`
+        self.heap_low = -1  # lowest free heap after a command, collected (for `get counters`); set by start()
         self._handling = None  # (id, cmd) of the command being run, for its out-of-memory reply
         self._applied = False
         for p in problems:
@@ -140,6 +140,8 @@ class Node:
         self._next_control = t  # ticks may start anywhere in their 2^30 range: schedule from now, not from 0
         self.control_step(t)
         self.boot_decision_ms = ticks_diff(self.board.clock.ticks_ms(), self._boot_ms)
+        gc.collect()
+        self.heap_low = mem_free()  # the node is built: from here on only commands can push it lower
         mq = self.cfg["mqtt"]
         will = json.dumps({"online": False}).encode()
         self.link = Link(mq, self.node_id, self.t_status, will, self.subscriptions, self, self.rand, poller,
@@ -302,7 +304,7 @@ class Node:
         """After a command: collect (a quiet point; commands are rare) and keep the lowest free heap seen."""
         gc.collect()
         free = mem_free()
-        if free < self.heap_low:
+        if free < self.heap_low or self.heap_low < 0:
             self.heap_low = free
 
     def _drive(self, now_ms):
