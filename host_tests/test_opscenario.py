@@ -55,7 +55,7 @@ def test_frozen_image_keeps_48k_free_at_112k(esp32_micropython, shared):
 
 
 @pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "measured 02:25 UTC on the stock-shaped binary (tools/bench_stockbuild.py): the .mpy bundle does not boot at "
+    "measured 02:17 UTC on the stock-shaped binary (tools/bench_stockbuild.py): the .mpy bundle does not boot at "
     "112 KB; it needs 228 KB (170 KB live idle: all its bytecode and names are in the heap)"))
 def test_mpy_bundle_passes_the_operator_session_at_112k(esp32_micropython, shared):
     binary = stock_binary() or esp32_micropython
