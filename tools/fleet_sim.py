@@ -7,8 +7,8 @@ Nodes stand along a few streets around Padang (-0.95, 100.35), with deterministi
 street's group and the group "sim-fleet". A few carry an injected fault from drivers/sim.py FAULT_KINDS. The world
 starts shortly before sunset and runs `--speed` times faster than real time, so lamps light up during a short run.
 Without --broker a local broker is started (mosquitto when installed, else the embedded amqtt). The nodes run on
-the project's native MicroPython where `make mp-native` has built it (2.5 MB RSS a node), else on the pip one
-(12.3 MB: MicroPython inside a CPython process); --micropython picks any other.
+the project's native MicroPython where `make mp-native` has built it (3.5–3.9 MB RSS a node), else on the pip one
+(12.7–13.0 MB: MicroPython inside a CPython process); --micropython picks any other.
 
 Benchmark method (--bench): for each N, start nodes until N run, wait until all are online, measure the CPU used by
 the node processes and the broker over a window (utime+stime from /proc/<pid>/stat, as % of all cores), then send
