@@ -13,6 +13,7 @@ spent. Figures (commands, kills, mismatches) are printed: run with -s to see the
 """
 
 import json
+import os
 import random
 import time
 
@@ -20,7 +21,8 @@ from nodekit import NIGHT_T2K, make_node, node_config
 from operator_client import Operator
 
 SEED = 1515
-ROUNDS = 40
+# 40 power cuts in the suite (about a minute); POWERCUT_ROUNDS=300 for the long run the closing notes quote.
+ROUNDS = int(os.environ.get("POWERCUT_ROUNDS", "40"))
 PER_ROUND = (4, 8)  # commands per round: 6 on average → about 240 acknowledged commands
 KILL_MS = (0, 2000)
 SPEED = 2000.0  # node seconds per real second: ~3 node days in the test, so each day's write budget suffices
