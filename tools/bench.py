@@ -412,7 +412,7 @@ def measure_esp32_heap(b):
         figs["esp32_need_" + kind] = figure(
             res["need_k"], bneed, "KB", need_goal, how="smallest -X heapsize (to %d KB) at which the operator "
             "scenario passes (days skipped in the bisection, then confirmed with %d simulated days)" % (step, days),
-            detail=dict(note, trials=[(t["heap_k"], t["days"], t["pass"]) for t in res["trials"]],
+            detail=dict(note, trials=[(t["heap_k"], t["days"], t["pass"] or t["failed_step"]) for t in res["trials"]],
                         **({} if res["need_k"] else {"why": res.get("why", "")})), missing_is_miss=True)
         live = round(at["max_live"] / 1024.0, 1) if "max_live" in at else None  # none: it never got to sample
         figs["esp32_live_" + kind] = figure(
