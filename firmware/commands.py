@@ -31,17 +31,23 @@ _MAX_DEPTH = const(8)
 _MAX_ERROR = const(256)
 # What a command that did not fit in the heap is answered: nothing of it was applied (firmware/node.py on_message).
 OUT_OF_MEMORY = "out of memory: refused, nothing changed"
+NOT_JSON = "payload is not JSON"
 
 
-def nesting_ok(payload, limit):
-    """True when the JSON text opens no more than `limit` nested arrays/objects. Checked on the bytes BEFORE
-    json.loads: a small message of a thousand '[' would otherwise exhaust the parser (RecursionError on CPython,
-    MemoryError on a small MicroPython heap) — one message from anyone allowed on the topic would crash the node."""
-    if payload.count(b"[") + payload.count(b"{") <= limit:
-        return True  # the usual case, decided at C speed
+def structure_error(payload, limit):
+    """None, or why the JSON text cannot be taken: read on the bytes BEFORE json.loads.
+    - "nested too deeply": more than `limit` arrays/objects open at once. A small message of a thousand '[' would
+      otherwise exhaust the parser (RecursionError on CPython, MemoryError on a small heap): one message from anyone
+      allowed on the topic would crash the node.
+    - "payload is not JSON": brackets that do not pair up, an object or array still open at the end, or anything but
+      whitespace after the outermost one closed. MicroPython's json.loads reads `{"id":"a","cmd":"set","level":1`
+      — a command cut off in transit — or one closed with the wrong bracket as if it were whole, and acts on it.
+    Text without brackets is left to json.loads (and the object check after it). Nothing is allocated per byte."""
+    closers = bytearray(limit)  # the bracket each open level must be closed with
     depth = 0
     in_str = False
     esc = False
+    ended = False  # the outermost array/object has closed
     for b in payload:
         if in_str:
             if esc:
@@ -50,15 +56,25 @@ def nesting_ok(payload, limit):
                 esc = True
             elif b == 0x22:  # quote
                 in_str = False
+        elif b == 0x20 or b == 0x0A or b == 0x0D or b == 0x09:
+            pass
+        elif ended:
+            return NOT_JSON
         elif b == 0x22:
             in_str = True
-        elif b == 0x5B or b == 0x7B:
+        elif b == 0x5B or b == 0x7B:  # [ {
+            if depth == limit:
+                return "nested too deeply"
+            closers[depth] = b + 2  # ] and } are two code points after [ and {
             depth += 1
-            if depth > limit:
-                return False
-        elif b == 0x5D or b == 0x7D:
+        elif b == 0x5D or b == 0x7D:  # ] }
+            if depth == 0 or closers[depth - 1] != b:
+                return NOT_JSON
             depth -= 1
-    return True
+            ended = depth == 0
+    if depth or in_str:
+        return NOT_JSON
+    return None
 
 
 def _command(name, fields, doc=""):
@@ -233,12 +249,13 @@ class Inbox:
             # payload may be the MQTT receive buffer, which a copy of a few KB could not be found room for).
             if not utf8_ok(payload):
                 raise Invalid("", "payload is not UTF-8")
-            if not nesting_ok(payload, _MAX_DEPTH):
-                raise Invalid("", "nested too deeply")
+            why = structure_error(payload, _MAX_DEPTH)
+            if why is not None:
+                raise Invalid("", why)
             try:
                 doc = json.loads(payload)
             except ValueError:
-                raise Invalid("", "payload is not JSON")
+                raise Invalid("", NOT_JSON)
             if not isinstance(doc, dict):
                 raise Invalid("", "payload must be a JSON object")
             if isinstance(doc.get("id"), str) and len(doc["id"]) <= 40:
@@ -246,7 +263,7 @@ class Inbox:
             if isinstance(doc.get("cmd"), str) and doc["cmd"] in COMMANDS:
                 name = doc["cmd"]
             try:
-                cmd = COMMAND.check(doc, "")  # nesting is already bounded: nesting_ok() read the bytes first
+                cmd = COMMAND.check(doc, "")  # nesting is already bounded: structure_error() read the bytes
             except MemoryError:
                 # Refused like any bad input, and answered here because the id is known now (the node's own
                 # out-of-memory handler could only answer id null): the sender sees why, not a timeout.
