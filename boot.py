@@ -83,11 +83,12 @@ except Exception as e:  # noqa: BLE001 — whatever fails here, the node must st
     print("boot.py ota:", repr(e))
 
 try:
-    # The firmware one module at a time, leaf modules first (firmware/loadorder.py): imported the nested way, the
-    # board module below would take more C stack than an ESP32 has. main.py finds them all loaded.
-    from firmware.loadorder import MODULES
+    # What the crash guard below needs, one module at a time, leaf modules first (firmware/loadorder.py): imported the
+    # nested way, the board module would take more C stack than an ESP32 has. Only these: main.py makes its MQTT
+    # receive buffer before the rest of the firmware is imported.
+    from firmware.loadorder import BOOT
 
-    for name in MODULES:
+    for name in BOOT:
         __import__(name)
 except Exception as e:  # noqa: BLE001 — main.py imports them again and reports what fails
     print("boot.py imports:", repr(e))

@@ -9,8 +9,9 @@ over the air: this guard is the one thing a release cannot break.
 import sys
 
 # The MQTT receive buffer is the largest block the node ever needs (mqtt.max_payload, 8 KB by default). It is made
-# before anything else is imported, while the heap is still in one piece: on a 2 x 32 KB heap no 8 KB run is left
-# once the firmware is imported. startup.main adopts it when the config's max_payload fits (else makes its own).
+# before the firmware is imported (boot.py imports only what its crash guard needs, firmware/loadorder.py BOOT),
+# while the heap is still in one piece: on a 2 x 32 KB heap no 8 KB run is left once the firmware is imported.
+# startup.main adopts it when the config's max_payload fits (else makes its own).
 rx = bytearray(8192)
 made = []  # type: list  # the board, once startup has built it: its reset is the most thorough one
 

@@ -8,7 +8,21 @@ set fits in 11 KB (measured with MICROPY_C_STACK_LIMIT; host_tests/test_esp32_ru
 
 host_tests/test_loadorder.py checks that every module startup reaches is here and after everything it imports, and
 umqtt.simple after firmware.umqtt_shims (which supplies the usocket and ussl it imports).
+
+BOOT is the short list boot.py's crash guard needs on a normal boot (the store, bootguard, and what either board
+module imports): boot.py imports only these, so that main.py's MQTT receive buffer comes before the rest of the
+firmware. A trial boot of a new version imports all of MODULES in boot.py, to roll back before anything runs.
 """
+
+BOOT = (
+    "firmware.compat",
+    "drivers.filestore",
+    "firmware.schema",
+    "firmware.timebase",
+    "firmware.astro",
+    "firmware.bootguard",
+    "firmware.hw_config",
+)
 
 MODULES = (
     "firmware.compat",

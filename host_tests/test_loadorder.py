@@ -6,7 +6,7 @@ import os
 
 from conftest import ROOT
 
-from firmware.loadorder import MODULES
+from firmware.loadorder import BOOT, MODULES
 
 PACKAGES = ("firmware", "drivers", "umqtt")
 
@@ -67,3 +67,14 @@ def test_the_check_can_fail():
     position = {m: k for k, m in enumerate(swapped)}
     late = [(m, d) for m in swapped if m in graph for d in graph[m] if position[d] > position[m]]
     assert late
+
+
+def test_boot_lists_what_the_crash_guard_and_either_board_import_in_order():
+    need = reached_from(("firmware.bootguard", "drivers.filestore", "drivers.sim", "drivers.esp32"))
+    need = set(need) - {"drivers.sim", "drivers.esp32"}  # the board module itself is imported by name after BOOT
+    assert need == set(BOOT), sorted(need ^ set(BOOT))
+    position = {m: i for i, m in enumerate(BOOT)}
+    graph = reached_from(BOOT)
+    for m in BOOT:
+        for dep in graph[m]:
+            assert position[dep] < position[m], "%s imports %s, which must come first" % (m, dep)
