@@ -152,10 +152,12 @@ def load(store):
     return defaults(), "defaults", problems
 
 
-def change(cfg, patch):
+def change(cfg, patch, checked=()):
     """validate(merge(cfg, patch)) for a valid `cfg`, at a fraction of the memory: only the sections the patch names
     are merged and checked again (in the schema's order, so the first error is the same one); the other sections
-    are valid already and are shared with `cfg`, not copied. Then the checks across sections run on the whole."""
+    are valid already and are shared with `cfg`, not copied. Then the checks across sections run on the whole.
+    `checked`: sections of the patch that are whole and were normalised by this same section schema already (the
+    `program` command's own schema checks programs and calendar): taken as they are, not copied once more."""
     if not isinstance(patch, dict):
         raise Invalid("", "must be an object")
     if not depth_ok(patch, 12):
@@ -168,6 +170,9 @@ def change(cfg, patch):
     for key, field in fields.items():
         if key in patch:
             v = patch[key]
+            if key in checked:
+                new[key] = v
+                continue
             if isinstance(v, dict) and isinstance(cfg.get(key), dict) and key not in ("programs",):
                 v = merge(cfg[key], v, key)
             new[key] = field.check(v, key)

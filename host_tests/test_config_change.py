@@ -86,3 +86,20 @@ def test_change_shares_untouched_sections():
     new = config.change(base, {"report": {"telemetry_s": 900}})
     assert new["report"]["telemetry_s"] == 900 and base["report"]["telemetry_s"] == 300
     assert new["lamp"] is base["lamp"] and new["mqtt"] is base["mqtt"]  # not copied
+
+
+def test_sections_the_command_schema_checked_are_taken_as_they_are():
+    from firmware import program
+
+    base = config.defaults()
+    progs = program.PROGRAMS_SCHEMA.check({"default": [{"at": "sunset", "level": 80}, {"at": "sunrise", "level": 0}],
+                                           "late": [{"at": "22:00", "level": 40}]}, "programs")
+    cal = program.CALENDAR_SCHEMA.check([{"program": "late", "weekdays": [4]}], "calendar")
+    patch = {"programs": progs, "calendar": cal}
+    new = config.change(base, patch, checked=("programs", "calendar"))
+    assert new == config.validate(config.merge(base, patch))
+    assert new["programs"] is progs  # not copied again
+    # The checks across sections still run: a calendar naming a program that is not there is refused.
+    bad = {"calendar": program.CALENDAR_SCHEMA.check([{"program": "nosuch"}], "calendar")}
+    got = _outcome(lambda: config.change(base, bad, checked=("calendar",)))
+    assert got == _outcome(lambda: config.validate(config.merge(base, bad))) and got[0] == "invalid", got
