@@ -188,6 +188,23 @@ def test_flash_with_romfs_installs_the_image_and_no_code_files(built):
     assert "mpremote connect /dev/ttyUSB0 romfs deploy %s" % os.path.abspath(image) in buf.getvalue()
 
 
+def test_flash_for_the_frozen_city_image_copies_no_code(built):
+    _, out, _ = built
+    b = str(out / "pdg-0001")
+    mp = ["mpremote", "connect", "/dev/ttyUSB0"]
+    assert provision.flash_commands(b, "/dev/ttyUSB0", frozen=True) == [
+        (mp + ["fs", "rm", "-r", ":drivers", ":firmware", ":umqtt"], os.path.abspath(b)),  # would shadow .frozen
+        (mp + ["fs", "cp", "config.json", "manifest.json", ":"], os.path.abspath(b)),
+        (mp + ["fs", "cp", "boot.py", "main.py", ":"], os.path.abspath(b)),
+        (mp + ["reset"], None),
+    ]
+    buf = io.StringIO()
+    assert provision.main(["flash", b, "--port", "/dev/ttyUSB0", "--dry-run", "--frozen"], out=buf) == 0
+    assert "fs cp -r" not in buf.getvalue()  # no code folder goes onto the filesystem
+    assert provision.main(["flash", b, "--port", "/dev/ttyUSB0", "--dry-run", "--frozen", "--romfs", "x"],
+                          out=io.StringIO()) == 2
+
+
 def test_unpinned_umqtt_is_refused(tmp_path):
     fake = tmp_path / "root"
     (fake / "lib" / "umqtt").mkdir(parents=True)

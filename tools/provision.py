@@ -512,16 +512,21 @@ def verify_bundle(bundle, flash_budget=None):
 IMAGE_OFFSET = {"esp32": "0x1000", "esp32s2": "0x1000", "esp32s3": "0x0", "esp32c3": "0x0", "esp32c6": "0x0"}
 
 
-def flash_commands(bundle, port, image=None, chip="esp32", baud=460800, wipe=False, romfs=None):
+def flash_commands(bundle, port, image=None, chip="esp32", baud=460800, wipe=False, romfs=None, frozen=False):
     """[(argv, cwd)] that install a bundle: optional MicroPython image (esptool), then files (mpremote).
 
     boot.py and main.py are copied last, so a copy interrupted half-way leaves a board that does not start
     half-new code. `wipe` removes the old code folders first: a stale .py on the device would shadow the new .mpy
     (MicroPython imports X.py before X.mpy). State and config.good.json are never touched.
     `romfs` (the code.romfs that `build` wrote; the firmware must have a romfs partition) installs the code as that
-    image instead of as files: the code folders are then removed from the filesystem, or they would shadow /rom."""
+    image instead of as files: the code folders are then removed from the filesystem, or they would shadow /rom.
+    `frozen`: the board runs the city image (boards/STREETLIGHT_ESP32), whose firmware is frozen in: only the
+    post's own files and boot.py/main.py are copied, and code folders are removed — a `firmware/` folder on the
+    filesystem comes before `.frozen` on sys.path and would load ~105 KB of bytecode into a 112 KB heap."""
     if chip not in IMAGE_OFFSET:
         raise ValueError("chip must be one of %s" % ", ".join(sorted(IMAGE_OFFSET)))
+    if romfs and frozen:
+        raise ValueError("--romfs and --frozen exclude each other: the code is either in the romfs image or frozen")
     bundle = os.path.abspath(bundle)
     cmds = []
     if image:
@@ -533,11 +538,12 @@ def flash_commands(bundle, port, image=None, chip="esp32", baud=460800, wipe=Fal
     with open(os.path.join(bundle, MANIFEST)) as f:
         files = json.load(f)["files"]
     tops = sorted(set(rel.split("/")[0] for rel in files if "/" in rel))
-    if (wipe or romfs) and not image:  # after erase_flash there is nothing to remove
+    if (wipe or romfs or frozen) and not image:  # after erase_flash there is nothing to remove
         cmds.append((mp + ["fs", "rm", "-r"] + [":" + t for t in tops], bundle))
     data = sorted(rel for rel in files if "/" not in rel and rel not in SOURCE_FILES)
     if romfs:
         cmds.append((mp + ["romfs", "deploy", os.path.abspath(romfs)], None))
+    if romfs or frozen:
         cmds.append((mp + ["fs", "cp"] + data + [MANIFEST, ":"], bundle))
     else:
         cmds.append((mp + ["fs", "cp", "-r"] + tops + data + [MANIFEST, ":"], bundle))
@@ -591,6 +597,9 @@ def main(argv=None, out=None):
     p.add_argument("--wipe", action="store_true", help="remove old code folders first")
     p.add_argument("--romfs", help="install the code as this ROMFS image (code.romfs from build; needs firmware "
                                    "with a romfs partition) instead of as files")
+    p.add_argument("--frozen", action="store_true", help="the board runs the city image with the firmware frozen "
+                                                          "in (boards/STREETLIGHT_ESP32): copy only the config and "
+                                                          "boot.py/main.py, remove code folders that would shadow it")
     p.add_argument("--dry-run", action="store_true", help="verify and print the commands; touch no hardware")
     try:
         args = ap.parse_args(argv)
@@ -621,7 +630,8 @@ def main(argv=None, out=None):
         _report(args.bundle, problems, out)
         if problems:
             return 1
-        cmds = flash_commands(args.bundle, args.port, args.image, args.chip, args.baud, args.wipe, args.romfs)
+        cmds = flash_commands(args.bundle, args.port, args.image, args.chip, args.baud, args.wipe, args.romfs,
+                              args.frozen)
         for argv_, cwd in cmds:
             out.write(shell_line(argv_, cwd) + "\n")
             if not args.dry_run:
