@@ -23,7 +23,9 @@ An update, as the node sees it (docs/OTA.md has the whole story):
    ota.json and `pending_report()` hands it to the node once, as an event.
 
 Memory: one chunk (the MQTT payload, <= 4 KB + 8) and one sha256 state; files never sit in RAM. The manifest
-(a few KB for ~40 files) is held while a transfer is active and dropped after commit/abort.
+as the command brought it (a dict and three strings per file: 11 KB for a 51-file image on the esp32-shaped build)
+lives only while ota_begin runs: the transfer reads its file list from flash (`_Files`, the slot's stage.idx),
+and stage.json keeps the signed original for a resume after a reboot.
 """
 
 import binascii
@@ -39,6 +41,7 @@ OTA_FILE = "ota.json"
 SLOTS = ("slot_a", "slot_b")
 FACTORY = "factory"
 STAGE_FILE = "stage.json"  # inside the slot being filled: the manifest and signature of the transfer
+INDEX_FILE = "stage.idx"  # next to it: the manifest's file list, a line per file, read as the transfer goes
 SLOT_MANIFEST = "manifest.json"  # inside a slot: written last at commit; boot.py uses no slot without it
 UPDATE_COMMANDS = "firmware.cmd_ota"  # the module that runs ota_begin/commit: a new version must load it to confirm
 
@@ -275,12 +278,64 @@ def running_version():
     return VERSION
 
 
-class _Transfer:
-    """The spare slot being filled: manifest, signature, and the position of the next expected byte."""
+class _Files:
+    """A checked manifest's file list, on flash for the length of a transfer (`INDEX_FILE` in the slot, one line
+    per file: size, sha256, path). RAM holds only the entry of the file being received: as parsed JSON (a dict, a
+    path and a 64-digit hex string per file) a 51-file image took 11 KB of the heap for the whole transfer, and a
+    packed copy needs runs of 1-2 KB that a fragmented heap may not have."""
 
-    def __init__(self, slot, manifest, sig, force):
+    def __init__(self, index_path, files):
+        """Write the index for `files` (the manifest's list), line by line."""
+        self._p = index_path
+        self.n = len(files)
+        self.total = 0
+        tmp = index_path + ".tmp"
+        with open(tmp, "w") as f:
+            for x in files:
+                f.write("%d %s %s\n" % (x["size"], x["sha256"], x["path"]))
+                self.total += x["size"]
+        os.rename(tmp, index_path)
+        self._i = -1
+        self._entry = None
+
+    def entries(self):
+        """(index, size, digest, path) for every file, in order, read from flash as they are needed. Callers run it
+        to the end (a generator left midway would keep the file open until the GC finds it)."""
+        with open(self._p) as f:
+            for i in range(self.n):
+                yield (i,) + _index_line(f.readline())
+
+    def entry(self, i):
+        """(size, digest, path) of file i; the last one asked for is kept (every chunk of a file asks again)."""
+        if i != self._i:
+            with open(self._p) as f:
+                for _ in range(i):
+                    f.readline()
+                self._entry = _index_line(f.readline())
+            self._i = i
+        return self._entry
+
+    def bytes_before(self, k):
+        """The sizes of files 0..k-1 added up."""
+        n = 0
+        with open(self._p) as f:
+            for _ in range(min(k, self.n)):
+                n += int(f.readline().split(" ", 1)[0])
+        return n
+
+
+def _index_line(line):
+    size, sha, path = line.rstrip("\n").split(" ", 2)
+    return int(size), binascii.unhexlify(sha), path
+
+
+class _Transfer:
+    """The spare slot being filled: what it will hold, its signature, and the position of the next expected byte."""
+
+    def __init__(self, slot, manifest, sig, force, index_path):
         self.slot = slot
-        self.manifest = manifest
+        self.version = manifest["version"]
+        self.files = _Files(index_path, manifest["files"])
         self.sig = sig
         self.force = force
         self.session = session_of(sig)
@@ -289,14 +344,13 @@ class _Transfer:
         self.hash = None  # sha256 of file[self.file] up to self.offset
 
     def total(self):
-        return sum(f["size"] for f in self.manifest["files"])
+        return self.files.total
 
     def done_bytes(self):
-        files = self.manifest["files"]
-        return sum(files[i]["size"] for i in range(min(self.file, len(files)))) + self.offset
+        return self.files.bytes_before(self.file) + self.offset
 
     def complete(self):
-        return self.file >= len(self.manifest["files"])
+        return self.file >= self.files.n
 
 
 class OtaAgent:
@@ -325,6 +379,7 @@ class OtaAgent:
             # A slot that runs is no transfer: its stage.json (left when power failed right after the switch)
             # must not make it look like a staged image once it is the spare slot again.
             _remove(self._p(active + "/" + STAGE_FILE))
+            _remove(self._p(active + "/" + INDEX_FILE))
 
     # --- paths and state -------------------------------------------------------------------------------------------
 
@@ -375,7 +430,7 @@ class OtaAgent:
                     m = check_manifest(doc.get("manifest"))
                     sig = doc.get("sig")
                     if isinstance(sig, str) and len(sig) == 64 and self._sig_ok(m, sig):
-                        t = _Transfer(slot, m, sig, doc.get("force") is True)
+                        t = _Transfer(slot, m, sig, doc.get("force") is True, self._p(slot + "/" + INDEX_FILE))
                         self._resume(t)
                         self._skip_empty(t)  # a cut just before an empty file was created: create it now
                         self._t = t
@@ -386,18 +441,19 @@ class OtaAgent:
     def _resume(self, t):
         # Files are filled in order, so the first file shorter than its size is where the transfer stopped. A file
         # longer than it should be (cannot happen, but flash is flash) is started again.
-        files = t.manifest["files"]
-        t.file, t.offset, t.hash = len(files), 0, None
-        for i, f in enumerate(files):
-            n = _size(self._p(t.slot + "/" + f["path"]))
-            if n == f["size"]:
+        t.file, t.offset, t.hash = t.files.n, 0, None
+        for i, size, _, path in t.files.entries():
+            if t.file < t.files.n:
+                continue  # found: the rest is read only to close the index
+            p = self._p(t.slot + "/" + path)
+            n = _size(p)
+            if n == size:
                 continue
-            if n < 0 or n > f["size"]:
-                _remove(self._p(t.slot + "/" + f["path"]))
+            if n < 0 or n > size:
+                _remove(p)
                 n = 0
             t.file, t.offset = i, n
-            t.hash = self._hash_file(self._p(t.slot + "/" + f["path"]), n)
-            return
+            t.hash = self._hash_file(p, n)
 
     def _hash_file(self, p, n):
         """sha256 of the first n bytes of file p, read in small blocks."""
@@ -463,10 +519,11 @@ class OtaAgent:
             if free is not None and total + _FREE_MARGIN > free:
                 need = total + _FREE_MARGIN
                 return self._reply(cmd, False, "not enough flash: need %d bytes, %d free" % (need, free))
+            # The index before stage.json: a transfer exists once stage.json does (a resume writes the index anew).
+            t = _Transfer(slot, m, sig, force is True, self._p(slot + "/" + INDEX_FILE))
             _write_atomic(self._p(slot + "/" + STAGE_FILE), {"manifest": m, "sig": sig, "force": force is True})
         except OSError as e:
             return self._reply(cmd, False, "flash error: %s" % e)
-        t = _Transfer(slot, m, sig, force is True)
         t.hash = hashlib.sha256()
         self._t = t
         self._skip_empty(t)
@@ -482,21 +539,22 @@ class OtaAgent:
 
     def _skip_empty(self, t):
         # Zero-byte files (an empty __init__.py) get no chunk: create them and move on.
-        files = t.manifest["files"]
-        while t.file < len(files) and t.offset == 0 and files[t.file]["size"] == 0:
-            self._finish_file(t, files[t.file], hashlib.sha256())
+        files = t.files
+        while t.file < files.n and t.offset == 0 and files.entry(t.file)[0] == 0:
+            self._finish_file(t, hashlib.sha256())
 
-    def _finish_file(self, t, f, h):
-        p = self._p(t.slot + "/" + f["path"])
-        if f["size"] == 0:
-            _mkdirs(self._p(t.slot + "/" + f["path"].rsplit("/", 1)[0]))
+    def _finish_file(self, t, h):
+        size, digest, path = t.files.entry(t.file)
+        p = self._p(t.slot + "/" + path)
+        if size == 0:
+            _mkdirs(self._p(t.slot + "/" + path.rsplit("/", 1)[0]))
             with open(p, "wb"):
                 pass
-        if _hex(h.digest()) != f["sha256"]:
+        if h.digest() != digest:
             _remove(p)
             t.offset = 0
             t.hash = hashlib.sha256()
-            return "sha256 mismatch in %s: file restarted" % f["path"]
+            return "sha256 mismatch in %s: file restarted" % path
         t.file += 1
         t.offset = 0
         t.hash = hashlib.sha256()
@@ -521,14 +579,14 @@ class OtaAgent:
             return self._reply(cmd, False, "transfer complete: send ota_commit", **self._position(t))
         if idx != t.file or offset != t.offset:
             return self._reply(cmd, False, "out of order", **self._position(t))
-        f = t.manifest["files"][idx]
-        if n == 0 or n > MAX_CHUNK or offset + n > f["size"]:
+        size, _, path = t.files.entry(idx)
+        if n == 0 or n > MAX_CHUNK or offset + n > size:
             return self._reply(cmd, False, "bad chunk length %d" % n, **self._position(t))
         data = memoryview(payload)[HEADER_LEN:]
-        p = self._p(t.slot + "/" + f["path"])
+        p = self._p(t.slot + "/" + path)
         try:
             if offset == 0:
-                _mkdirs(self._p(t.slot + "/" + f["path"].rsplit("/", 1)[0]))
+                _mkdirs(self._p(t.slot + "/" + path.rsplit("/", 1)[0]))
             with open(p, "wb" if offset == 0 else "ab") as fh:  # a file's first chunk replaces any leftover
                 fh.write(data)
         except OSError as e:
@@ -539,8 +597,8 @@ class OtaAgent:
         t.hash.update(data)
         t.offset += n
         error = None
-        if t.offset == f["size"]:
-            error = self._finish_file(t, f, t.hash)
+        if t.offset == size:
+            error = self._finish_file(t, t.hash)
             if error is None:
                 self._skip_empty(t)
             else:
@@ -554,7 +612,7 @@ class OtaAgent:
         t = self._transfer()
         staging = None
         if t is not None:
-            staging = {"version": t.manifest["version"], "slot": t.slot, "files": len(t.manifest["files"]),
+            staging = {"version": t.version, "slot": t.slot, "files": t.files.n,
                        "bytes": t.done_bytes(), "total": t.total()}
             staging.update(self._position(t))
         return self._reply("ota_status", version=self.version(), active=self.active(), trial=self.on_trial(),
@@ -572,7 +630,7 @@ class OtaAgent:
         except OSError as e:
             return self._reply("ota_abort", False, "flash error: %s" % e)
         if t is not None:
-            self.log("transfer of %s aborted" % t.manifest["version"])
+            self.log("transfer of %s aborted" % t.version)
         return self._reply("ota_abort", aborted=t is not None)
 
     # --- the switch ----------------------------------------------------------------------------------------------
@@ -588,30 +646,35 @@ class OtaAgent:
         if self.on_trial():
             return self._reply(cmd, False, "the running version is on trial: wait for it to confirm")
         running = self.version()
-        if parse_version(t.manifest["version"]) < parse_version(running) and not t.force:
-            return self._reply(cmd, False, "version %s is older than the running %s" % (t.manifest["version"], running))
-        for i, f in enumerate(t.manifest["files"]):
-            p = self._p(t.slot + "/" + f["path"])
-            if _size(p) != f["size"] or _hex(self._hash_file(p, f["size"]).digest()) != f["sha256"]:
-                # Flash did not keep what was written: that file is sent again.
-                _remove(p)
-                t.file, t.offset, t.hash = i, 0, hashlib.sha256()
-                self.log("verify failed: %s" % f["path"])
-                return self._reply(cmd, False, "verify failed: %s" % f["path"], **self._position(t))
+        if parse_version(t.version) < parse_version(running) and not t.force:
+            return self._reply(cmd, False, "version %s is older than the running %s" % (t.version, running))
+        bad = None
+        for i, size, digest, path in t.files.entries():
+            p = self._p(t.slot + "/" + path)
+            if bad is None and (_size(p) != size or self._hash_file(p, size).digest() != digest):
+                bad = (i, p, path)  # the first one; the rest is read only to close the index
+        if bad is not None:
+            # Flash did not keep what was written: that file is sent again.
+            i, p, path = bad
+            _remove(p)
+            t.file, t.offset, t.hash = i, 0, hashlib.sha256()
+            self.log("verify failed: %s" % path)
+            return self._reply(cmd, False, "verify failed: %s" % path, **self._position(t))
         previous = self.active()
         try:
-            _write_atomic(self._p(t.slot + "/" + SLOT_MANIFEST), {"version": t.manifest["version"], "sig": t.sig})
+            _write_atomic(self._p(t.slot + "/" + SLOT_MANIFEST), {"version": t.version, "sig": t.sig})
             # The switch: one rename. Before it the old image boots, after it the new one boots on trial.
             self.doc = {"active": t.slot, "previous": previous, "trial": True, "boots": 0,
-                        "version": t.manifest["version"], "from": running, "result": None}
+                        "version": t.version, "from": running, "result": None}
             self._save()
             _remove(self._p(t.slot + "/" + STAGE_FILE))
+            _remove(self._p(t.slot + "/" + INDEX_FILE))
         except OSError as e:
             return self._reply(cmd, False, "flash error: %s" % e)
         self._t = None
         self.reset_wanted = True
-        self.log("switched to %s (%s) on trial; restarting" % (t.manifest["version"], t.slot))
-        return self._reply(cmd, version=t.manifest["version"], slot=t.slot, restart=True)
+        self.log("switched to %s (%s) on trial; restarting" % (t.version, t.slot))
+        return self._reply(cmd, version=t.version, slot=t.slot, restart=True)
 
     # --- the trial -------------------------------------------------------------------------------------------------
 

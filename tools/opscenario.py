@@ -554,6 +554,10 @@ class Scenario:
         result["max_live"] = max(live)
         result["min_free"] = heap_b - max(live)
         result["live_idle"] = s[min(len(s) - 1, max(0, marks.get("get", 1) - 1))]["live"]
+        # The most held in each step (samples from its mark to the next): says which step sets the peak.
+        names = list(marks)
+        result["max_live_by_step"] = {n: max(live[marks[n]:marks[names[i + 1]]] or [0])
+                                      for i, n in enumerate(names[:-1])}
         if "days" in marks:
             cmd_part = live[:marks["days"]] or [0]
             day_part = live[marks["days"]:marks.get("end", len(live))] or [0]
