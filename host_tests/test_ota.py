@@ -109,6 +109,39 @@ def test_full_update_stages_verifies_and_switches():
         assert doc["boots"] == 0 and doc["version"] == "0.2.0" and doc["from"] == "0.1.0"
         assert json.loads(_read(root + "/slot_a/manifest.json"))["version"] == "0.2.0"
         assert not _exists(root + "/slot_a/stage.json")
+        assert not _exists(root + "/slot_a/" + ota.INDEX_FILE)  # the transfer's file list goes with it
+    finally:
+        ota._rmtree(root)
+
+
+def test_the_transfer_file_list_lives_on_flash_and_a_resume_rebuilds_it_from_the_signed_stage():
+    # The transfer reads its file list from the slot's stage.idx, not from the manifest it began with. That index is
+    # not signed: after a reboot it is written again from stage.json, whose signature is checked, so an index cut
+    # by a power failure (or altered on flash) cannot steer what is accepted.
+    root = _tmpdir()
+    try:
+        a = _agent(root)
+        m = _manifest()
+        sig = _sign(m)
+        s = ota.session_of(sig)
+        a.begin(m, sig)
+        with open(root + "/slot_a/" + ota.INDEX_FILE) as f:
+            lines = f.read().splitlines()
+        assert len(lines) == len(FILES)
+        assert lines[2] == "%d %s firmware/big.py" % (len(FILES[2][1]), _hex(hashlib.sha256(FILES[2][1]).digest()))
+        _send_all(a, m, sig, files=FILES[:2], start=(1, 0))
+        with open(root + "/slot_a/" + ota.INDEX_FILE, "w") as f:
+            f.write("5 " + "0" * 64 + " firmware/evil.py\n")  # torn and wrong
+        b = _agent(root)  # rebooted
+        st = b.status()["staging"]
+        assert (st["file"], st["offset"], st["files"]) == (2, 0, len(FILES))
+        assert st["total"] == sum(len(d) for _, d in FILES)
+        with open(root + "/slot_a/" + ota.INDEX_FILE) as f:
+            assert f.read().splitlines() == lines  # rebuilt from the signed manifest
+        r = _send_all(b, m, sig, start=(2, 0))
+        assert r["complete"] is True and b.commit()["ok"]
+        assert not _exists(root + "/slot_a/firmware/evil.py")
+        assert b.chunk(_chunk(s, 0, 0, b"x"))["ok"] is False  # nothing is staged any more
     finally:
         ota._rmtree(root)
 
