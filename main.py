@@ -19,10 +19,14 @@ made = []  # type: list  # the board, once startup has built it: its reset is th
 def _run():
     # Every module one by one from here, leaf modules first (firmware/loadorder.py): nested imports hold the C stack
     # of every level at once, and the chain through startup needed ~34 KB of an ESP32's 15.
-    from firmware.loadorder import MODULES
+    # The cold ones (the update agent) are left to the node, which loads them when an update needs them; a release
+    # from before COLD existed has none.
+    from firmware import loadorder
 
-    for name in MODULES:
-        __import__(name)
+    cold = getattr(loadorder, "COLD", ())
+    for name in loadorder.MODULES:
+        if name not in cold:
+            __import__(name)
     from drivers.filestore import FileStore
     from firmware import startup
 

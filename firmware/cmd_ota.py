@@ -3,7 +3,7 @@
 
 def run(node, cmd, now):
     kind = cmd["cmd"]
-    agent = node.ota
+    agent = node.ota_agent()
     if kind == "ota_begin":
         r = agent.begin(cmd["manifest"], cmd["manifest_sig"], cmd["force"], schema_checked=True)
     elif kind == "ota_status":
@@ -14,5 +14,6 @@ def run(node, cmd, now):
             node.pending_reset = "ota"
     else:
         r = agent.abort()
+    node.release_ota()
     r["id"] = cmd["id"]
     return r

@@ -27,8 +27,10 @@ def drop(name):
 
 
 def call(name, function, *args):
-    """`name.function(*args)` with the module loaded only for the call."""
+    """`name.function(*args)` with the module loaded only for the call (one loaded before stays loaded)."""
+    loaded = name in sys.modules
     try:
         return getattr(load(name), function)(*args)
     finally:
-        drop(name)
+        if not loaded:
+            drop(name)

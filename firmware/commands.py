@@ -19,8 +19,9 @@ a known command, error, and stale true for retained and too-old commands.
 import json
 
 from firmware import program
-from firmware.ota import MANIFEST_SCHEMA
+from firmware.otadoc import MANIFEST_SCHEMA
 from firmware.compat import const
+from firmware.repeats import RepeatCache
 from firmware.schema import Bool, Dict, Enum, Int, Invalid, Lazy, Map, Nullable, OneOf, Str, built
 from firmware.timebase import T2K_UNIX_OFFSET
 
@@ -230,8 +231,9 @@ class Inbox:
 
     def __init__(self, max_bytes, verifier=None):
         self.max_bytes = max_bytes
-        self.verifier = verifier  # firmware.signing.Verifier or None
-        self._ids = []  # [(id, reply_bytes)], oldest first
+        self.verifier = None  # firmware.signing.Verifier or None: use_verifier()
+        self.repeats = None
+        self.use_verifier(verifier)
         self.rejected = 0
 
     def check(self, payload, retained, now_t2k, time_valid, max_age_s, route=False, uptime_s=0):
@@ -292,16 +294,19 @@ class Inbox:
                                            stale=True))
         return cmd
 
+    def use_verifier(self, verifier):
+        """Signed commands (a Verifier) or not (None). Signed nodes answer a repeat with "replayed" and keep no
+        replies; the others keep the replies of recent commands that acted, in a buffer made now, at boot."""
+        self.verifier = verifier
+        if verifier is not None:
+            self.repeats = None
+        elif self.repeats is None:
+            self.repeats = RepeatCache(_REMEMBERED_IDS)
+
     def previous_reply(self, cmd_id):
         """The reply already sent for this id, or None: a repeated command is answered again, not run again."""
-        for seen, reply in self._ids:
-            if seen == cmd_id:
-                return reply
-        return None
+        return None if self.repeats is None else self.repeats.reply_for(cmd_id)
 
     def remember(self, cmd_id, reply_bytes):
-        if self.verifier is not None:
-            return  # signed nodes answer a repeat with "replayed": no reply needs to be kept
-        if len(self._ids) >= _REMEMBERED_IDS:
-            self._ids.pop(0)
-        self._ids.append((cmd_id, reply_bytes))
+        if self.repeats is not None:
+            self.repeats.remember(cmd_id, reply_bytes)

@@ -13,7 +13,7 @@ Every problem met on the way is returned so the node can report it over MQTT onc
 import json
 
 from firmware.hw_config import HW_SCHEMA
-from firmware import clo, control, faults, lampout, metering, mqtt_link, ota, photocell, program, timebase
+from firmware import clo, control, faults, lampout, metering, mqtt_link, otadoc, photocell, program, timebase
 from firmware.schema import NAME_CHARS, Bool, Dict, Int, Invalid, Lazy, List, Nullable, Str, depth_ok
 
 CONFIG_FILE = "config.json"
@@ -103,7 +103,7 @@ SCHEMA = Dict({
     "clo": clo.SCHEMA,
     "metering": metering.SCHEMA,
     "faults": faults.SCHEMA,
-    "ota": ota.OTA_SCHEMA,
+    "ota": otadoc.OTA_SCHEMA,
     "hw": HW_SCHEMA,
 }, check=_check_all)
 

@@ -12,6 +12,10 @@ umqtt.simple after firmware.umqtt_shims (which supplies the usocket and ussl it 
 BOOT is the short list boot.py's crash guard needs on a normal boot (the store, bootguard, and what either board
 module imports): boot.py imports only these, so that main.py's MQTT receive buffer comes before the rest of the
 firmware. A trial boot of a new version imports all of MODULES in boot.py, to roll back before anything runs.
+
+COLD are the modules of MODULES that the node loads only when it needs them (firmware/cold.py): the update agent
+and the signatures (firmware/otadoc.py says why). main.py leaves them out; a trial boot still imports them, so a
+release whose update code does not load is rolled back before it runs.
 """
 
 BOOT = (
@@ -33,8 +37,9 @@ MODULES = (
     "firmware.bootguard",
     "firmware.clo",
     "firmware.cold",
-    "firmware.ota",
+    "firmware.otadoc",
     "firmware.program",
+    "firmware.repeats",
     "firmware.commands",
     "firmware.photocell",
     "firmware.control",
@@ -50,8 +55,14 @@ MODULES = (
     "firmware.configtrial",
     "firmware.logring",
     "firmware.persist",
-    "firmware.signing",
     "firmware.version",
     "firmware.node",
     "firmware.startup",
+    "firmware.signing",
+    "firmware.ota",
+)
+
+COLD = (
+    "firmware.signing",
+    "firmware.ota",
 )

@@ -20,10 +20,9 @@ from firmware.lampout import LampOutput
 from firmware.logring import LogRing
 from firmware.metering import Meter
 from firmware.mqtt_link import Link
-from firmware.ota import OtaAgent
+from firmware.otadoc import agent_needed
 from firmware.persist import BUDGET_SPENT, StateFile
 from firmware.schema import Invalid
-from firmware.signing import hmac_sha256
 from firmware.timebase import T2K_UNIX_OFFSET, TimeKeeper, days_from_civil
 from firmware.version import VERSION
 
@@ -78,8 +77,9 @@ class Node:
         self._saved_valid_time = saved.get("time") if isinstance(saved.get("time"), int) else None
         self._saved_sig_floor = saved.get("sig_floor")  # replay floor of signed commands (firmware/signing.py)
         self.inbox = Inbox(cfg["mqtt"]["max_payload"])
-        self.ota = OtaAgent(store.root, cfg["ota"], cfg["ota"]["update_key"], hmac_sha256,
-                            lambda text: self.log.add(self.board.clock.now(), text))
+        self._ota = None  # the update agent (firmware/ota.py) while it has something to do: ota_agent()
+        if agent_needed(store.root):
+            self.ota_agent()  # a version on trial, or an outcome to report
         self.link = None
         self.link_buffers = None  # the MQTT client's buffers, when startup made them early (umqtt_hardened.Buffers)
         self._early_events = []  # events of the boot decision, before the link exists
@@ -152,7 +152,7 @@ class Node:
             from firmware.timesync import NtpClient
 
             self.ntp = NtpClient(hosts, self.cfg["time"]["ntp_interval_s"], poller, self.board.clock.ticks_ms())
-        self.inbox.verifier = self._verifier()
+        self.inbox.use_verifier(self._verifier())
 
     def _ssl_params(self):
         tls = self.cfg["mqtt"]["tls"]
@@ -225,9 +225,11 @@ class Node:
         if self.link.connected:
             now = self.board.clock.now()
             self._report(now)
-            ev = self.ota.pending_report()
-            if ev is not None:
-                self.event(now, ev)
+            if self._ota is not None:
+                ev = self._ota.pending_report()
+                if ev is not None:
+                    self.event(now, ev)
+                self.release_ota()
 
     def _sync_time(self, now_ms, net_up):
         t, err = self.ntp.service(now_ms, net_up, self.time.valid)
@@ -296,9 +298,27 @@ class Node:
             self._healthy_done = True
             bootguard.healthy(self.store)
         uptime_s = ticks_diff(now_ms, self._boot_ms) // 1000
-        if self.ota.confirm_if_due(self.link is not None and self.link.connected, uptime_s) and self.ota.reset_wanted:
+        agent = self._ota
+        if agent is not None and agent.confirm_if_due(self.link is not None and self.link.connected, uptime_s) and \
+                agent.reset_wanted:
             self.pending_reset = "ota"
         b.wdt.feed()  # only a control step that got this far keeps the watchdog quiet
+
+    def ota_agent(self):
+        """The update agent, loaded when first needed. It is cold (firmware/otadoc.py says why): an update command
+        or chunk, a trial or an outcome to report loads it, and release_ota() lets it go once it is idle."""
+        if self._ota is None:
+            OtaAgent = cold.load("firmware.ota").OtaAgent
+            cfg = self.cfg["ota"]
+            self._ota = OtaAgent(self.store.root, cfg, cfg["update_key"], _manifest_hmac,
+                                 lambda text: self.log.add(self.board.clock.now(), text))
+        return self._ota
+
+    def release_ota(self):
+        """Let the agent and its code go when it has nothing left to do (no transfer, trial or report)."""
+        if self._ota is not None and self._ota.idle():
+            self._ota = None
+            cold.drop("firmware.ota")
 
     def _note_heap(self):
         """After a command: collect (a quiet point; commands are rare) and keep the lowest free heap seen."""
@@ -486,7 +506,8 @@ class Node:
                 self._publish_birth()
             return
         if topic == self.t_ota:  # update chunks: binary, acknowledged on the reply topic so the sender paces itself
-            r = self.ota.chunk(msg)
+            r = self.ota_agent().chunk(msg)
+            self.release_ota()
             if r is not None:
                 self._reply(r)
             return
@@ -588,6 +609,12 @@ class Node:
         # QoS 1, acknowledged before DISCONNECT, else left to the Last Will (Link.close): the goodbye is delivered.
         self.link.close(self.t_status, json.dumps({"online": False, "reason": kind}).encode())
         self.board.system.reset()
+
+
+def _manifest_hmac(key, msg):
+    # The update agent checks a signature at ota_begin and on a resume, minutes apart: the signing code is loaded
+    # for each check only, not held for the whole transfer.
+    return cold.call("firmware.signing", "hmac_sha256", key, msg)
 
 
 def _valid_override(ov):

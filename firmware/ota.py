@@ -34,10 +34,11 @@ import json
 import os
 import struct
 
+from firmware import cold
 from firmware.compat import const
-from firmware.schema import Dict, Int, Invalid, Lazy, List, Nullable, Str
+from firmware.otadoc import MANIFEST_SCHEMA, MAX_FILE_BYTES, MAX_FILES, OTA_FILE, SEGMENT_CHARS  # noqa: F401
+from firmware.schema import Invalid
 
-OTA_FILE = "ota.json"
 SLOTS = ("slot_a", "slot_b")
 FACTORY = "factory"
 STAGE_FILE = "stage.json"  # inside the slot being filled: the manifest and signature of the transfer
@@ -49,48 +50,14 @@ CHUNK_HEADER = ">BBHI"  # format (1), file index, session, offset — big-endian
 CHUNK_FORMAT = const(1)
 HEADER_LEN = const(8)
 MAX_CHUNK = const(4096)  # data bytes per chunk: with the header well inside the node's 8 KB max_payload
-MAX_FILES = const(64)  # a full image is ~50 files; its ota_begin (~126 bytes a file) must fit mqtt.max_payload
-MAX_FILE_BYTES = const(262144)
 _SIG_DOMAIN = b"streetlight-ota-manifest-1\n"  # the signed bytes can never be mistaken for a signed command
 _FREE_MARGIN = const(16384)  # bytes left free on flash after staging (config/state files must still be writable)
 _BLOCK = const(512)  # read size when hashing files back from flash
 _EEXIST = const(17)
 _ENOENT = const(2)
 
-_HEX = "0123456789abcdef"
-_SEGMENT_CHARS = "abcdefghijklmnopqrstuvwxyz0123456789_-"
 
 
-def _ota():
-    return Dict({
-        "update_key": Nullable(Str(128, minlen=16), doc="fleet update key (hex or text) that signs manifests; "
-                                                        "null: updates refused. Never reported"),
-        "confirm_s": Int(10, 3600, 60, doc="a new version is confirmed once connected and running this long"),
-        "trial_max_s": Int(60, 86400, 900, doc="not confirmed after this long: roll back to the previous version"),
-        "max_bytes": Int(16384, 4194304, 1048576, doc="largest update accepted (sum of file sizes)"),
-    })
-
-
-OTA_SCHEMA = Lazy(_ota)
-
-
-def _file():
-    return Dict({
-        "path": Str(64, minlen=4, charset=_SEGMENT_CHARS + "./", doc="e.g. firmware/node.mpy (relative, no ..)"),
-        "size": Int(0, MAX_FILE_BYTES),
-        "sha256": Str(64, minlen=64, charset=_HEX),
-    })
-
-
-def _manifest():
-    return Dict({
-        "format": Int(1, 1, 1),
-        "version": Str(20, minlen=5, charset="0123456789.", doc="MAJOR.MINOR.PATCH"),
-        "files": List(_file(), MAX_FILES, min_len=1),
-    })
-
-
-MANIFEST_SCHEMA = Lazy(_manifest)
 
 
 def parse_version(v):
@@ -124,7 +91,7 @@ def check_path(path):
         if not name or len(name) > 32:
             raise ValueError("%s: bad segment" % path)
         for c in name:
-            if c not in _SEGMENT_CHARS:  # no '.', so no '..', no hidden names, no second extension
+            if c not in SEGMENT_CHARS:  # no '.', so no '..', no hidden names, no second extension
                 raise ValueError("%s: bad character %r" % (path, c))
 
 
@@ -363,9 +330,7 @@ class OtaAgent:
         self.root = store_root if store_root not in ("", ".") else ""
         self.cfg = cfg_ota
         if isinstance(update_key, str):
-            from firmware.signing import key_bytes
-
-            update_key = key_bytes(update_key)
+            update_key = cold.call("firmware.signing", "key_bytes", update_key)
         self.key = update_key
         self.hmac_fn = hmac_fn
         self._log = log
@@ -385,6 +350,13 @@ class OtaAgent:
 
     def _p(self, name):
         return self.root + "/" + name if self.root else name
+
+    def idle(self):
+        """Nothing left to do: no transfer held, no trial, no reset wanted, no outcome to report. The node lets the
+        agent go then (firmware/node.py); a transfer left on flash is found again by the next agent."""
+        r = self.doc.get("result")
+        return (self._t is None and not self.reset_wanted and not self.on_trial()
+                and not (isinstance(r, dict) and r.get("reported") is False))
 
     def log(self, text):
         if self._log is not None:

@@ -94,7 +94,7 @@ def _dumps(doc):
 
 def _run(category, inbox, payload, retained=False, tv=True, group=False):
     """One payload through Inbox.check with every property checked; returns the command or None."""
-    before = list(inbox._ids)
+    before = inbox.repeats.snapshot() if inbox.repeats is not None else None
     try:
         cmd = inbox.check(payload, retained, NOW, tv, 300, group, 3600)  # up an hour: the boot is long past
     except Rejected as r:
@@ -104,10 +104,10 @@ def _run(category, inbox, payload, retained=False, tv=True, group=False):
         assert reply["id"] is None or (isinstance(reply["id"], str) and len(reply["id"]) <= 40)
         json.dumps(reply)  # must serialise: the node publishes it
         _count(category, "rejected")
-        assert inbox._ids == before
+        assert (inbox.repeats.snapshot() if inbox.repeats is not None else None) == before
         return None
     # Anything else raised propagates and fails the test: that is the property.
-    assert inbox._ids == before
+    assert (inbox.repeats.snapshot() if inbox.repeats is not None else None) == before
     assert isinstance(cmd, dict) and cmd["cmd"] in COMMANDS
     assert all(c in ID_CHARS for c in cmd["id"]) and 1 <= len(cmd["id"]) <= 40
     assert COMMAND.check(cmd) == cmd

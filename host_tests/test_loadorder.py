@@ -6,7 +6,7 @@ import os
 
 from conftest import ROOT
 
-from firmware.loadorder import BOOT, MODULES
+from firmware.loadorder import BOOT, COLD, MODULES
 
 PACKAGES = ("firmware", "drivers", "umqtt")
 
@@ -48,8 +48,8 @@ def reached_from(roots):
 
 
 def test_every_module_startup_reaches_is_listed_after_its_imports():
-    graph = reached_from(("firmware.startup", "drivers.filestore"))
-    assert set(graph) == set(MODULES), "loadorder.MODULES must list exactly what startup reaches"
+    graph = reached_from(("firmware.startup", "drivers.filestore") + COLD)
+    assert set(graph) == set(MODULES), "loadorder.MODULES must list exactly what startup and COLD reach"
     position = {m: i for i, m in enumerate(MODULES)}
     for m in MODULES:
         for dep in graph[m]:
@@ -78,3 +78,10 @@ def test_boot_lists_what_the_crash_guard_and_either_board_import_in_order():
     for m in BOOT:
         for dep in graph[m]:
             assert position[dep] < position[m], "%s imports %s, which must come first" % (m, dep)
+
+
+def test_cold_modules_are_not_imported_by_the_modules_main_py_imports():
+    # main.py leaves COLD out: if a hot module imported one at its top, it would be in RAM from boot all the same.
+    hot = reached_from(("firmware.startup", "drivers.filestore"))
+    assert not set(COLD) & set(hot), sorted(set(COLD) & set(hot))
+    assert set(COLD) <= set(MODULES)  # a trial boot (boot.py) still imports them
