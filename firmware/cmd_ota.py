@@ -14,6 +14,5 @@ def run(node, cmd, now):
             node.pending_reset = "ota"
     else:
         r = agent.abort()
-    node.release_ota()
     r["id"] = cmd["id"]
     return r

@@ -5,6 +5,10 @@ A list of strings would take 4 KB once full (each line its own object), and woul
 through the heap as old lines go and new ones come, the holes a later large allocation cannot use (measured on the
 esp32-shaped build, docs/DESIGN.md "Memory"). A line is cut at 160 characters; when long lines fill the buffer,
 fewer than `size` are kept.
+
+The buffer for the default 40 lines is made when this module is imported, which main.py does first of the firmware
+(firmware/loadorder.py), while the heap is still in one piece: once the firmware is imported, a 2 x 40 KB heap has
+no 1.9 KB run left (measured: the node then failed to boot at 80 KB). The first ring of that size takes it.
 """
 
 from firmware.compat import const
@@ -12,12 +16,21 @@ from firmware.compat import const
 _PER_LINE = const(48)  # bytes of buffer per configured line: a typical line ("<t2k> alarm ... raised") is 30-70
 _MAX_TEXT = const(160)
 _NL = const(10)
+_DEFAULT_LINES = const(40)  # system.log_lines' default (firmware/config.py)
+_made_early = [bytearray(_DEFAULT_LINES * _PER_LINE)]
+
+
+def _buffer(n):
+    """A zeroed buffer of n bytes: the one made at import if it fits and is still free, else a new one."""
+    if _made_early and len(_made_early[0]) == n:
+        return _made_early.pop()
+    return bytearray(n)
 
 
 class LogRing:
     def __init__(self, size):
         self.size = size
-        self._buf = bytearray(size * _PER_LINE)
+        self._buf = _buffer(size * _PER_LINE)
         self._head = 0  # where the oldest line starts
         self._used = 0  # bytes in use from there, wrapping at the end of the buffer; every line ends in \n
         self._count = 0

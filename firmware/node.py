@@ -86,6 +86,7 @@ class Node:
         self.seq = 0
         self.level = 0
         self.reason = "boot"
+        self._decided_t = None  # the clock of the control step that decided level and reason: the state's "t"
         self.lux = None
         self.reading = None
         self._published = None  # the last state published (for report-by-exception)
@@ -278,6 +279,7 @@ class Node:
                 level, reason = cal_level, "calibrate"
         self.level = level
         self.reason = reason
+        self._decided_t = now
         self.lamp.set_target(level, now_ms)
         self._drive(now_ms)
         self.reading = b.meter.read()
@@ -405,7 +407,10 @@ class Node:
     def _report(self, now):
         key = self._state_key()
         if key != self._published:
-            if self.link.publish(self.t_state, json.dumps(self.state_doc(now)).encode(), True):
+            # Stamped with the time of the decision, not of the publish: the link's work in between (a poll, a
+            # collection) would date a level after the program moved on (seconds apart at the sim's speed).
+            t = now if self._decided_t is None else self._decided_t
+            if self.link.publish(self.t_state, json.dumps(self.state_doc(t)).encode(), True):
                 self._published = key
         period = self.cfg["report"]["telemetry_s"]
         w = None if self.reading is None else self.reading[2]
@@ -495,6 +500,7 @@ class Node:
                 self._reply(reply)
             except MemoryError:
                 pass  # not even a short reply fits now: the sender's timeout tells it; the lamp goes on
+        self.release_ota()  # an update command or chunk loaded the agent: it goes once it has nothing left to do
 
     def _receive(self, topic, msg, retained):
         if topic == self.t_status:
@@ -507,7 +513,6 @@ class Node:
             return
         if topic == self.t_ota:  # update chunks: binary, acknowledged on the reply topic so the sender paces itself
             r = self.ota_agent().chunk(msg)
-            self.release_ota()
             if r is not None:
                 self._reply(r)
             return
@@ -520,6 +525,11 @@ class Node:
 
             route = target_for_topic(topic, self.cfg["mqtt"]["prefix"])
         uptime_s = ticks_diff(self.board.clock.ticks_ms(), self._boot_ms) // 1000
+        if b'"ota_' in msg:
+            # An update command, most likely: its agent is loaded before the payload is parsed. Loaded after, the
+            # module's function objects had to find room beside a parsed 50-file manifest (11 KB of small blocks),
+            # and at 104 KB they did not. A payload that only mentions one loads it for nothing, once.
+            self.ota_agent()
         try:
             cmd = self.inbox.check(msg, retained, now, self.time.valid, self.cfg["security"]["max_age_s"], route,
                                    uptime_s)

@@ -6,18 +6,24 @@ the same 24 replies took 4.6 KB (a tuple, an id string and a bytes object each, 
 build), and that churn of 72 small long-lived objects is what cuts the heap into pieces too small for a large
 command. Records follow each other oldest first: id length (1 byte), reply length (2 bytes), the id, the reply. The
 oldest go when a new one needs room; a reply longer than the whole buffer is not kept.
+
+Like the log ring's, the buffer is made when this module is imported, first of the firmware (firmware/logring.py
+says why); the first cache takes it.
 """
 
 from firmware.compat import const
 
 _PER_REPLY = const(96)  # bytes of buffer per kept reply: a `set` reply with its id is ~80
 _HEAD = const(3)
+_COUNT = const(24)  # what firmware/commands.py keeps
+_made_early = [bytearray(_COUNT * _PER_REPLY)]
 
 
 class RepeatCache:
     def __init__(self, count):
         self.count = count
-        self._buf = bytearray(count * _PER_REPLY)
+        n = count * _PER_REPLY
+        self._buf = _made_early.pop() if _made_early and len(_made_early[0]) == n else bytearray(n)
         self._used = 0
         self._n = 0
 

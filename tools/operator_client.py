@@ -37,6 +37,8 @@ class Operator:
         self.connected = threading.Event()
         self.client.on_message = self._on_message
         self.client.on_connect = self._on_connect
+        self.client.on_subscribe = self._on_subscribe
+        self._last_sub = None
         if on_new_operator is not None:
             on_new_operator(self)
         self.refused = None  # the broker's reason when it refuses us (bad credentials, ...)
@@ -55,8 +57,13 @@ class Operator:
         client.subscribe(self.prefix + "/+/state", 1)
         client.subscribe(self.prefix + "/+/tele", 0)
         client.subscribe(self.prefix + "/+/event", 1)
-        client.subscribe(self.prefix + "/+/reply", 1)
-        self.connected.set()
+        # Connected means subscribed: a command sent before the broker took the reply subscription would have its
+        # reply missed (seen on a loaded machine). The SUBACK of the last one says all are in place.
+        self._last_sub = client.subscribe(self.prefix + "/+/reply", 1)[1]
+
+    def _on_subscribe(self, client, userdata, mid, reason_codes, properties):
+        if mid == self._last_sub:
+            self.connected.set()
 
     def _on_message(self, client, userdata, msg):
         parts = msg.topic[len(self.prefix) + 1:].split("/")
