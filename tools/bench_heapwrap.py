@@ -22,6 +22,7 @@ already excludes.
 
 import gc
 import os
+import sys
 
 import bench_codepath  # noqa: E402  (tools/, next to this script)
 
@@ -70,8 +71,24 @@ def _patch_node():
 # put 30 KB of the firmware ahead of that buffer: below 84 KB the 8 KB run was gone and the node could not boot in
 # the harness, while the node itself does (measured on the esp32-shaped build).
 _HOOK = "    startup.main("
-with open("main.py") as _f:
-    _src = _f.read()
+
+
+def _main_source():
+    """main.py's text from the first folder of sys.path that has it (the node's flash, or a code tree), or None
+    where main comes as bytecode only."""
+    for d in sys.path:
+        try:
+            with open(d + "/main.py" if d else "main.py") as f:
+                return f.read()
+        except OSError:
+            pass
+    return None
+
+
+_src = _main_source()
+if _src is None:
+    _patch_node()  # main as bytecode: the firmware is imported ahead of main.py's buffer (see above)
+    import main  # noqa: E402, F401  (runs the node forever)
 if _HOOK not in _src:
     raise SystemExit("bench_heapwrap: main.py no longer calls %r: update the hook" % _HOOK.strip())
 _code = compile(_src.replace(_HOOK, "    _bench_patch()\n" + _HOOK), "main.py", "exec")

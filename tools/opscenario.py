@@ -338,6 +338,8 @@ class Scenario:
             push._transfer()  # begin + every chunk until the node's ack says complete (tools/ota.py's sender)
         except otatool._Failed as e:
             raise StepFailed("ota transfer: %s" % e)
+        except TimeoutError as e:  # a command the node never answered (not even its short out-of-memory reply)
+            raise StepFailed("ota transfer: no reply (%s)" % e)
         st = self._ok(self.cmd("ota_status"), "ota_status")
         staging = st.get("staging") or {}
         if staging.get("version") != OTA_VERSION:
