@@ -528,8 +528,12 @@ class Node:
         if b'"ota_' in msg:
             # An update command, most likely: its agent is loaded before the payload is parsed. Loaded after, the
             # module's function objects had to find room beside a parsed 50-file manifest (11 KB of small blocks),
-            # and at 104 KB they did not. A payload that only mentions one loads it for nothing, once.
-            self.ota_agent()
+            # and at 104 KB they did not. A payload that only mentions one loads it for nothing, once. If even this
+            # does not fit, the command goes on: refused later, its reply then carries its id.
+            try:
+                self.ota_agent()
+            except MemoryError:
+                gc.collect()
         try:
             cmd = self.inbox.check(msg, retained, now, self.time.valid, self.cfg["security"]["max_age_s"], route,
                                    uptime_s)
