@@ -13,9 +13,6 @@ BOOT is the short list boot.py's crash guard needs on a normal boot (the store, 
 module imports): boot.py imports only these, so that main.py's MQTT receive buffer comes before the rest of the
 firmware. A trial boot of a new version imports all of MODULES in boot.py, to roll back before anything runs.
 
-firmware.logring and firmware.repeats come first after compat: each makes its buffer when imported, and right after
-main.py's receive buffer the heap still has the room in one piece.
-
 COLD are the modules of MODULES that the node loads only when it needs them (firmware/cold.py): the update agent
 and the signatures (firmware/otadoc.py says why). main.py leaves them out; a trial boot still imports them, so a
 release whose update code does not load is rolled back before it runs.
@@ -33,8 +30,6 @@ BOOT = (
 
 MODULES = (
     "firmware.compat",
-    "firmware.logring",
-    "firmware.repeats",
     "drivers.filestore",
     "firmware.schema",
     "firmware.timebase",
@@ -44,6 +39,8 @@ MODULES = (
     "firmware.cold",
     "firmware.otadoc",
     "firmware.program",
+    "firmware.bytering",
+    "firmware.repeats",
     "firmware.commands",
     "firmware.photocell",
     "firmware.control",
@@ -57,6 +54,7 @@ MODULES = (
     "firmware.mqtt_link",
     "firmware.config",
     "firmware.configtrial",
+    "firmware.logring",
     "firmware.persist",
     "firmware.version",
     "firmware.node",

@@ -86,8 +86,3 @@ def test_cold_modules_are_not_imported_by_the_modules_main_py_imports():
     assert not set(COLD) & set(hot), sorted(set(COLD) & set(hot))
     assert set(COLD) <= set(MODULES)  # a trial boot (boot.py) still imports them
 
-
-def test_the_modules_that_make_buffers_at_import_come_first():
-    # firmware/logring.py and firmware/repeats.py make their buffers when imported: only right after main.py's
-    # receive buffer is the heap still in one piece (after the rest of the firmware, 80 KB had no 2.3 KB run left).
-    assert MODULES[:3] == ("firmware.compat", "firmware.logring", "firmware.repeats")

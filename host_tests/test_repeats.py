@@ -19,18 +19,21 @@ def test_answers_the_last_count_ids_with_their_exact_replies():
 
 
 def test_long_replies_push_out_more_of_the_oldest_and_nothing_is_torn():
-    c = RepeatCache(4)  # 384 bytes
+    c = RepeatCache(24)  # four parts of 576 bytes
     kept = []
-    for i in range(40):
-        r = _reply(i, pad=(i * 37) % 200)
+    for i in range(150):
+        r = _reply(i, pad=(i * 37) % 450)
         c.remember("c-%d" % i, r)
         kept.append(("c-%d" % i, r))
+        kept = kept[-30:]  # more than can be kept: the older ones are asserted gone with the rest
         found = [(k, v) for k, v in kept if c.reply_for(k) is not None]
         assert found and found[-1] == kept[-1]  # the newest is always kept
-        assert len(found) <= 4
+        assert len(found) <= 24
         for k, v in found:
             assert c.reply_for(k) == v  # whatever is kept comes back exactly
         assert [k for k, _ in found] == [k for k, _ in kept[-len(found):]]  # the newest ones, none skipped
+        if i >= 24 and (i * 37) % 450 < 40:
+            assert len(found) >= 2  # a short reply after long ones: the part before it still holds some
 
 
 def test_a_reply_longer_than_the_buffer_is_not_kept_and_loses_nothing():
