@@ -20,6 +20,7 @@ def run(node, cmd, now):
         node.override = {"level": cmd["level"], "until": None if d is None else now + d}
     else:
         node.override = None
+    mine = node.override
     try:
         node.save_state(now)
     except OSError as e:
@@ -37,7 +38,9 @@ def run(node, cmd, now):
         raise
     ok = {"id": cmd["id"], "ok": True, "cmd": kind, "level": node.level}
     if kind == "set":
-        ok["until"] = None if node.override["until"] is None else node.override["until"] + T2K_UNIX_OFFSET
+        # The override this command set: a short one may already have ended in the control step (the clock moved
+        # on while the state was stored), and node.override is None then.
+        ok["until"] = None if mine["until"] is None else mine["until"] + T2K_UNIX_OFFSET
     else:
         ok["reason"] = node.reason
     return ok

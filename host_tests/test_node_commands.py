@@ -80,3 +80,15 @@ def test_a_config_change_that_runs_out_of_memory_changes_nothing(tmp_path):
     assert n.cfg is before_cfg and n.cfg["report"]["telemetry_s"] == 300
     assert board.store.read(configmod.CONFIG_FILE) == before_file
     assert json.loads(before_file)["report"]["telemetry_s"] == 300
+
+
+def test_a_short_override_that_ends_before_its_reply_is_answered_not_an_internal_error(tmp_path):
+    # Seen on a loaded machine: `set` for 1 s, and the clock had moved past its end when the command's control
+    # step ran (storing the state took that long). The override has ended; the reply still says what was set.
+    n, board = make(tmp_path)
+    now = board.clock.now()
+    board.clock.set_now(now + 5)  # the command was received at `now`; its control step sees now + 5
+    reply = n.execute({"id": "s1", "cmd": "set", "level": 50, "duration_s": 1}, now)
+    assert reply["ok"] is True, reply
+    assert reply["until"] == now + 1 + 946684800
+    assert n.override is None and n.reason != "override"
