@@ -30,6 +30,7 @@ _REMEMBERED_IDS = const(24)
 _FUTURE_SLACK_S = const(120)
 _MAX_DEPTH = const(8)
 _MAX_ERROR = const(256)
+_BLANKS = (0x20, 0x09, 0x0A, 0x0D)
 # What a command that did not fit in the heap is answered: nothing of it was applied (firmware/node.py on_message).
 OUT_OF_MEMORY = "out of memory: refused, nothing changed"
 NOT_JSON = "payload is not JSON"
@@ -214,6 +215,32 @@ def utf8_ok(payload):
     return True
 
 
+def peek_string(payload, key):
+    """The string after `key` (b'"id"') and a colon in the raw bytes of a command too big to parse, or None: only a
+    plain string (no escapes) of at most 40 bytes, and only if even that fits in the memory left."""
+    try:
+        i = payload.find(key)
+        if i < 0:
+            return None
+        i += len(key)
+        n = len(payload)
+        seen_colon = False
+        while i < n and (payload[i] in _BLANKS or (payload[i] == 0x3A and not seen_colon)):
+            seen_colon = seen_colon or payload[i] == 0x3A
+            i += 1
+        if not seen_colon or i >= n or payload[i] != 0x22:
+            return None
+        j = payload.find(b'"', i + 1)
+        if j < 0 or j - i - 1 > 40:
+            return None
+        raw = bytes(payload[i + 1:j])
+        if b"\\" in raw:
+            return None
+        return raw.decode()
+    except (MemoryError, UnicodeError):
+        return None
+
+
 def error_reply(cmd_id, cmd, error, stale=False):
     """The one shape of every refusal. cmd: the command's name when the payload named a known one, else None."""
     r = {"id": cmd_id, "ok": False}
@@ -258,6 +285,14 @@ class Inbox:
                 doc = json.loads(payload)
             except ValueError:
                 raise Invalid("", NOT_JSON)
+            except MemoryError:
+                # Not even parsed: the id (and name) are read from the bytes, so that the sender is told why
+                # instead of waiting for an answer with its id (a program push at 92 KB, measured).
+                doc = None
+                cmd_id = peek_string(payload, b'"id"')
+                name = peek_string(payload, b'"cmd"')
+                self.rejected += 1
+                raise Rejected(error_reply(cmd_id, name if name in COMMANDS else None, OUT_OF_MEMORY))
             if not isinstance(doc, dict):
                 raise Invalid("", "payload must be a JSON object")
             if isinstance(doc.get("id"), str) and len(doc["id"]) <= 40:

@@ -81,3 +81,39 @@ def test_hostile_signed_looking_commands_leave_the_heap_as_it_was():
         gc.collect()
         grew = gc.mem_alloc() - before
         assert grew < 2048, grew
+
+
+def test_a_command_too_big_to_parse_is_refused_with_its_id_read_from_the_bytes():
+    # json.loads itself runs out of memory: the id and command name are read from the raw bytes, so the sender
+    # is told why instead of waiting for an answer.
+    from firmware import commands
+
+    assert commands.peek_string(b'{"id": "push-7", "cmd":"program"}', b'"id"') == "push-7"
+    assert commands.peek_string(b'{"cmd" :  "program", "id":"x"}', b'"cmd"') == "program"
+    assert commands.peek_string(b'{"id": 7}', b'"id"') is None
+    assert commands.peek_string(b'{"id": "a\\"b"}', b'"id"') is None  # escapes: not guessed
+    assert commands.peek_string(b'{"id": "' + b"x" * 41 + b'"}', b'"id"') is None
+    assert commands.peek_string(b'{"x": 1}', b'"id"') is None
+    assert commands.peek_string(b'{"id"::"a"}', b'"id"') is None
+
+
+class _NoRoomJson:
+    """json as it is when the heap cannot hold the parsed command."""
+
+    @staticmethod
+    def loads(_):
+        raise MemoryError("memory allocation failed, allocating 136 bytes")
+
+
+def test_inbox_answers_a_parse_that_runs_out_of_memory_with_the_commands_id():
+    from firmware import commands
+
+    saved = commands.json
+    commands.json = _NoRoomJson
+    try:
+        Inbox(8192).check(b'{"id": "push-7", "cmd": "program", "programs": {}}', False, 0, True, 300)
+        raise AssertionError("not refused")
+    except Rejected as r:
+        assert r.reply == {"id": "push-7", "ok": False, "cmd": "program", "error": commands.OUT_OF_MEMORY}
+    finally:
+        commands.json = saved
