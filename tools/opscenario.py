@@ -294,7 +294,9 @@ class Scenario:
             level = r.randint(0, 100)
             fields = {"level": level}
             if i % 3 == 0:
-                fields["duration_s"] = r.randint(60, 7200)
+                # Long in sim time: at the sim's speed (~15,000x) a 60 s override ends 4 ms of real time later,
+                # and one that ended before its own control step rightly replies the program's level.
+                fields["duration_s"] = r.randint(4 * 3600, 8 * 3600)
             rep = self._ok(self.cmd("set", **fields), "set #%d" % (i + 1))
             if rep.get("level") != level:
                 raise StepFailed("set #%d: reply level %r, sent %d" % (i + 1, rep.get("level"), level))
