@@ -142,8 +142,12 @@ def test_power_cut_during_transfer_resumes(tmp_path, broker, bundles, op):
 
         r = otatool.rollout(op, ["ota-3"], bd, progress=progress, ack_timeout=3, outcome_timeout=90)[0]
         assert cut["done"] and r["result"] == "confirmed", (r, vn.read_log()[-3000:])
-        assert r["resyncs"] >= 1
-        assert r["bytes"] < 2 * bd.total  # resumed from the node's flash, not sent again from the start
+        assert vn.boots >= 2  # the node really went down mid-transfer
+        # Resumed from the node's flash, not sent again from the start (that would be at least 1.4 x the bundle,
+        # the cut coming at 40 %). How the sender realigned depends on how fast the node was back: silence ends in
+        # a resync, a quick return (the broker redelivering the session's chunks) in refusals and resends, or in
+        # nothing at all when the redelivered chunks were the ones the node expected.
+        assert r["bytes"] < 1.3 * bd.total, r
         wait_online(op, "ota-3", "0.2.0")
     finally:
         vn.stop()
