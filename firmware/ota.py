@@ -36,7 +36,7 @@ import struct
 
 from firmware import cold
 from firmware.compat import const
-from firmware.otadoc import MANIFEST_SCHEMA, MAX_FILE_BYTES, MAX_FILES, OTA_FILE, SEGMENT_CHARS  # noqa: F401
+from firmware.otadoc import MANIFEST_SCHEMA, MAX_FILE_BYTES, MAX_FILES, OTA_FILE, SEGMENT_CHARS, leaves_work  # noqa: F401
 from firmware.schema import Invalid
 
 SLOTS = ("slot_a", "slot_b")
@@ -354,9 +354,7 @@ class OtaAgent:
     def idle(self):
         """Nothing left to do: no transfer held, no trial, no reset wanted, no outcome to report. The node lets the
         agent go then (firmware/node.py); a transfer left on flash is found again by the next agent."""
-        r = self.doc.get("result")
-        return (self._t is None and not self.reset_wanted and not self.on_trial()
-                and not (isinstance(r, dict) and r.get("reported") is False))
+        return self._t is None and not self.reset_wanted and not leaves_work(self.doc)
 
     def log(self, text):
         if self._log is not None:

@@ -59,7 +59,10 @@ def agent_needed(root):
             doc = json.loads(f.read())
     except (OSError, ValueError):
         return False
-    if not isinstance(doc, dict):
-        return False
+    return isinstance(doc, dict) and leaves_work(doc)
+
+
+def leaves_work(doc):
+    """True when the ota.json document `doc` has a version on trial or an outcome not yet reported."""
     result = doc.get("result")
     return doc.get("trial") is True or (isinstance(result, dict) and result.get("reported") is False)

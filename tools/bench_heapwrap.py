@@ -89,9 +89,10 @@ _src = _main_source()
 if _src is None:
     _patch_node()  # main as bytecode: the firmware is imported ahead of main.py's buffer (see above)
     import main  # noqa: E402, F401  (runs the node forever)
-if _HOOK not in _src:
+elif _HOOK not in _src:
     raise SystemExit("bench_heapwrap: main.py no longer calls %r: update the hook" % _HOOK.strip())
-_code = compile(_src.replace(_HOOK, "    _bench_patch()\n" + _HOOK), "main.py", "exec")
-_src = None
-gc.collect()
-exec(_code, {"__name__": "main", "_bench_patch": _patch_node})  # runs the node forever
+else:
+    _code = compile(_src.replace(_HOOK, "    _bench_patch()\n" + _HOOK), "main.py", "exec")
+    _src = None
+    gc.collect()
+    exec(_code, {"__name__": "main", "_bench_patch": _patch_node})  # runs the node forever
