@@ -20,10 +20,15 @@ def drop(name):
     """Forget module `name`: once nothing else holds it, the GC takes its code and globals back."""
     if sys.modules.pop(name, None) is None:
         return
-    package, _, leaf = name.rpartition(".")
-    parent = sys.modules.get(package)
-    if parent is not None and leaf in dir(parent):
-        delattr(parent, leaf)
+    # Runs after a command has done its work, often on a nearly full heap: nothing here may raise MemoryError
+    # (dir() built a list, and a program push that was stored came back as refused for its 256 bytes).
+    try:
+        package, _, leaf = name.rpartition(".")
+        parent = sys.modules.get(package)
+        if parent is not None:
+            delattr(parent, leaf)
+    except (AttributeError, MemoryError):
+        pass  # not bound there, or no room to look: the package's reference goes with the next load
 
 
 def call(name, function, *args):
